@@ -1,0 +1,38 @@
+// The private extension module fastmlp._core. Each kernel family registers itself from its
+// own bind_*.cpp; this file holds only the module-wide functions (threads, CPU path).
+#include <pybind11/pybind11.h>
+
+#include "cpu.h"
+#include "threads.h"
+
+namespace py = pybind11;
+
+namespace fastmlp {
+void bind_dense(py::module_& m);
+void bind_batchnorm(py::module_& m);
+void bind_losses(py::module_& m);
+void bind_optimizers(py::module_& m);
+}  // namespace fastmlp
+
+PYBIND11_MODULE(_core, m) {
+  using namespace fastmlp;
+  m.doc() = "fastmlp compiled kernels (private; use fastmlp.kernels)";
+  m.def("num_threads", &num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n must be >= 1");
+    set_num_threads(n);
+  });
+  m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);
+  m.def("active_isa", [] { return isa_name(active_isa()); });
+  m.def("set_isa", [](const std::string& name) {
+    Isa isa;
+    if (name == "portable") isa = Isa::portable;
+    else if (name == "avx2_fma") isa = Isa::avx2;
+    else throw py::value_error("isa: expected 'portable' or 'avx2_fma', got '" + name + "'");
+    if (!set_isa(isa)) throw py::value_error("isa: this CPU or build has no " + name + " path");
+  });
+  bind_dense(m);
+  bind_batchnorm(m);
+  bind_losses(m);
+  bind_optimizers(m);
+}

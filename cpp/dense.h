@@ -1,0 +1,19 @@
+// Fused dense layer. x (B, I), W (I, O), b (O) -> z (B, O), y (B, O); row-major float32.
+#pragma once
+#include <cstddef>
+
+#include "activation.h"
+
+namespace fastmlp {
+
+// z = x @ W + b and y = act(z), bias and activation applied in the GEMM epilogue.
+void dense_forward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* x,
+                   const float* W, const float* b, Act act, float alpha, float* y, float* z);
+
+// dz = dy * act'(z) is never stored: it is formed while packing the GEMM operands.
+// dW = x^T @ dz, db = sum_rows dz (accumulated while packing dz), dx = dz @ W^T (if dx != null).
+void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+                    const float* x, const float* W, const float* z, Act act, float alpha,
+                    float* dx, float* dW, float* db);
+
+}  // namespace fastmlp

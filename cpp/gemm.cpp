@@ -1,0 +1,248 @@
+// GEMM driver: packing, blocking and task split. The arithmetic is in the micro-kernels
+// (gemm_generic.cpp, gemm_avx2.cpp).
+//
+// Plan for C (M, N) = A (M, K) @ B (K, N):
+//   for each column chunk of N (bounded so packed B fits the pack budget):
+//     for each row chunk of M (bounded likewise):
+//       phase 1, parallel: pack the A chunk (all of K) and, once per column chunk, the B chunk
+//       phase 2, parallel: tasks = (block of MC rows) x (group of NR strips); each task runs
+//                          for k-block: for strip: for row panel: micro-kernel
+// Packing all of K up front costs two barriers per GEMM instead of two per k-block, which is
+// what matters for the small MLP layers (a wake-up is worth ~20 k-iterations there).
+#include "gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu.h"
+#include "threads.h"
+
+namespace fastmlp {
+namespace {
+
+// KC x NR floats of B (16 KiB) stay in L1 while a task sweeps the A panels; MC x KC floats of
+// A (144 KiB) stay in L2 (512 KiB on Zen 3, 1-2 MiB on recent Intel).
+constexpr std::ptrdiff_t kKC = 256;
+constexpr std::ptrdiff_t kMC = 144;  // multiple of kMR
+// Packed chunks are capped so huge inputs (predict over 60k rows) never allocate O(M*K) scratch.
+constexpr std::ptrdiff_t kPackBudgetFloats = std::ptrdiff_t(4) << 20;  // 16 MiB each for A, B
+// Below this many flops a GEMM runs on the calling thread: waking the pool costs more.
+constexpr double kSerialFlops = 1.5e6;
+
+std::ptrdiff_t ceil_div(std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b; }
+
+struct Kernels {
+  MicroKernel micro;
+  TileStore store;
+};
+
+Kernels pick_kernels() {
+#ifdef FASTMLP_HAVE_AVX2_PATH
+  if (active_isa() == Isa::avx2) return {microkernel_avx2, tile_store_avx2};
+#endif
+  return {microkernel_generic, tile_store_generic};
+}
+
+// Reads element (i, j) of an operand, applying the fused dz transform with a compile-time
+// activation so the switch in act_grad folds away.
+template <Act kAct>
+struct Reader {
+  const Operand& op;
+  float operator()(std::ptrdiff_t i, std::ptrdiff_t j) const {
+    std::ptrdiff_t o = i * op.rs + j * op.cs;
+    if constexpr (kAct == Act::identity) return op.p[o];
+    else return op.p[o] * act_grad(op.z[o], kAct, op.alpha);
+  }
+};
+
+template <class F>
+void with_reader(const Operand& op, F&& f) {
+  if (!op.z) { f(Reader<Act::identity>{op}); return; }
+  switch (op.act) {
+    case Act::identity: f(Reader<Act::identity>{op}); break;  // act' = 1: same as no transform
+    case Act::relu: f(Reader<Act::relu>{op}); break;
+    case Act::leaky_relu: f(Reader<Act::leaky_relu>{op}); break;
+    case Act::elu: f(Reader<Act::elu>{op}); break;
+    case Act::selu: f(Reader<Act::selu>{op}); break;
+    case Act::sigmoid: f(Reader<Act::sigmoid>{op}); break;
+    case Act::tanh: f(Reader<Act::tanh>{op}); break;
+    case Act::gelu: f(Reader<Act::gelu>{op}); break;
+  }
+}
+
+// Packs rows [i0, i0 + rows) x k in [k0, k0 + kc) of A into one MR-row panel: dst[k * MR + r].
+template <class R>
+void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, std::ptrdiff_t kc,
+                  float* dst) {
+  if (rows < kMR) std::memset(dst, 0, sizeof(float) * kMR * kc);
+  // Walk the source along its unit stride: rows of a row-major A, columns of a transposed one.
+  if (rd.op.cs == 1) {
+    for (int r = 0; r < rows; ++r)
+      for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = rd(i0 + r, k0 + k);
+  } else {
+    for (std::ptrdiff_t k = 0; k < kc; ++k)
+      for (int r = 0; r < rows; ++r) dst[k * kMR + r] = rd(i0 + r, k0 + k);
+  }
+}
+
+// Packs k in [k0, k0 + kc) x columns [j0, j0 + cols) of B into one NR-column strip:
+// dst[k * NR + c]. Adds each column's sum to colsum (in k order) when colsum is set.
+template <class R>
+void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdiff_t j0, int cols,
+                  float* dst, float* colsum) {
+  if (cols < kNR) std::memset(dst, 0, sizeof(float) * kNR * kc);
+  if (rd.op.cs == 1) {
+    for (std::ptrdiff_t k = 0; k < kc; ++k)
+      for (int c = 0; c < cols; ++c) dst[k * kNR + c] = rd(k0 + k, j0 + c);
+  } else {
+    // Transposed B (W^T in dx = dz W^T): read each source row contiguously.
+    for (int c = 0; c < cols; ++c)
+      for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kNR + c] = rd(k0 + k, j0 + c);
+  }
+  if (colsum)
+    for (std::ptrdiff_t k = 0; k < kc; ++k)
+      for (int c = 0; c < cols; ++c) colsum[c] += dst[k * kNR + c];
+}
+
+struct Scratch {
+  std::vector<float> a, b;
+};
+Scratch& scratch() {
+  // One per calling thread: two Python threads may run GEMMs at once (the pool serialises the
+  // parallel phases, but packing buffers must not be shared).
+  thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
+          const Operand& B, float* C, std::ptrdiff_t ldc, const Epilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (ep.colsum_b) std::fill(ep.colsum_b, ep.colsum_b + N, 0.f);
+  if (K <= 0) {
+    // Empty sum: C = 0, then the epilogue.
+    std::vector<float> zeros(static_cast<size_t>(kMR) * kNR, 0.f);
+    for (std::ptrdiff_t i = 0; i < M; i += kMR)
+      for (std::ptrdiff_t j = 0; j < N; j += kNR) {
+        TileEpilogue te{true, true, ep.bias ? ep.bias + j : nullptr,
+                        ep.y ? ep.y + i * ldc + j : nullptr, ep.act, ep.alpha};
+        tile_store_generic(zeros.data(), int(std::min<std::ptrdiff_t>(kMR, M - i)),
+                           int(std::min<std::ptrdiff_t>(kNR, N - j)), C + i * ldc + j, ldc, ldc, te);
+      }
+    return;
+  }
+  const Kernels kern = pick_kernels();
+  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
+  const int threads = serial ? 1 : num_threads();
+
+  // Column chunks: all of N unless packed B (K x N) would exceed the budget.
+  std::ptrdiff_t n_strips_total = ceil_div(N, kNR);
+  std::ptrdiff_t strips_per_chunk =
+      std::max<std::ptrdiff_t>(1, std::min(n_strips_total, kPackBudgetFloats / (K * kNR)));
+  std::ptrdiff_t panels_total = ceil_div(M, kMR);
+  std::ptrdiff_t panels_per_chunk =
+      std::max<std::ptrdiff_t>(1, std::min(panels_total, kPackBudgetFloats / (K * kMR)));
+
+  Scratch& s = scratch();
+  s.a.resize(static_cast<size_t>(panels_per_chunk * kMR * K));
+  s.b.resize(static_cast<size_t>(strips_per_chunk * kNR * K));
+  float* Ap = s.a.data();
+  float* Bp = s.b.data();
+
+  for (std::ptrdiff_t js0 = 0; js0 < n_strips_total; js0 += strips_per_chunk) {
+    const std::ptrdiff_t n_strips = std::min(strips_per_chunk, n_strips_total - js0);
+    const std::ptrdiff_t j_base = js0 * kNR;
+    const std::ptrdiff_t n_cols = std::min(N - j_base, n_strips * kNR);
+    for (std::ptrdiff_t ip0 = 0; ip0 < panels_total; ip0 += panels_per_chunk) {
+      const std::ptrdiff_t n_panels = std::min(panels_per_chunk, panels_total - ip0);
+      const std::ptrdiff_t i_base = ip0 * kMR;
+      const std::ptrdiff_t n_rows = std::min(M - i_base, n_panels * kMR);
+      const bool pack_b = ip0 == 0;
+
+      // Phase 1: pack. Packed layout per k-block starting at k0: A panels at Ap + k0 * n_panels
+      // * MR + panel * MR * kc; B strips at Bp + k0 * n_strips * NR + strip * NR * kc.
+      // A task packs a group of panels (or strips) over every k-block.
+      const std::ptrdiff_t a_group = 4, b_group = 4;
+      const std::ptrdiff_t a_tasks = ceil_div(n_panels, a_group);
+      const std::ptrdiff_t b_tasks = pack_b ? ceil_div(n_strips, b_group) : 0;
+      with_reader(A, [&](auto ra) {
+        with_reader(B, [&](auto rb) {
+          parallel_for(a_tasks + b_tasks, [&](std::ptrdiff_t t) {
+            if (t < a_tasks) {
+              std::ptrdiff_t p_end = std::min(n_panels, (t + 1) * a_group);
+              for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+                std::ptrdiff_t kc = std::min(kKC, K - k0);
+                for (std::ptrdiff_t p = t * a_group; p < p_end; ++p) {
+                  std::ptrdiff_t i0 = i_base + p * kMR;
+                  pack_a_panel(ra, i0, int(std::min<std::ptrdiff_t>(kMR, M - i0)), k0, kc,
+                               Ap + k0 * n_panels * kMR + p * kMR * kc);
+                }
+              }
+            } else {
+              std::ptrdiff_t tb = t - a_tasks;
+              std::ptrdiff_t s_end = std::min(n_strips, (tb + 1) * b_group);
+              for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+                std::ptrdiff_t kc = std::min(kKC, K - k0);
+                for (std::ptrdiff_t sidx = tb * b_group; sidx < s_end; ++sidx) {
+                  std::ptrdiff_t j0 = j_base + sidx * kNR;
+                  pack_b_strip(rb, k0, kc, j0, int(std::min<std::ptrdiff_t>(kNR, N - j0)),
+                               Bp + k0 * n_strips * kNR + sidx * kNR * kc,
+                               ep.colsum_b ? ep.colsum_b + j0 : nullptr);
+                }
+              }
+            }
+          }, serial);
+        });
+      });
+
+      // Phase 2: compute. Rows split into blocks of at most MC; if that gives too few tasks to
+      // keep every thread busy, strips are split into groups too. Any split gives the same bits:
+      // each C element is still summed over k in the same order.
+      std::ptrdiff_t row_blocks = ceil_div(n_panels, kMC / kMR);
+      std::ptrdiff_t col_groups = 1;
+      const std::ptrdiff_t want = serial ? 1 : 3 * threads;
+      while (row_blocks * col_groups < want && col_groups < n_strips) col_groups *= 2;
+      col_groups = std::min(col_groups, n_strips);
+      if (row_blocks * col_groups < want)
+        row_blocks = std::min(n_panels, ceil_div(want, col_groups));
+      const std::ptrdiff_t panels_per_block = ceil_div(n_panels, row_blocks);
+      row_blocks = ceil_div(n_panels, panels_per_block);
+      const std::ptrdiff_t strips_per_group = ceil_div(n_strips, col_groups);
+      col_groups = ceil_div(n_strips, strips_per_group);
+
+      parallel_for(row_blocks * col_groups, [&](std::ptrdiff_t t) {
+        const std::ptrdiff_t rb = t / col_groups, cg = t % col_groups;
+        const std::ptrdiff_t p_lo = rb * panels_per_block;
+        const std::ptrdiff_t p_hi = std::min(n_panels, p_lo + panels_per_block);
+        const std::ptrdiff_t s_lo = cg * strips_per_group;
+        const std::ptrdiff_t s_hi = std::min(n_strips, s_lo + strips_per_group);
+        alignas(64) float acc[kMR * kNR];
+        for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+          const std::ptrdiff_t kc = std::min(kKC, K - k0);
+          const float* Ablk = Ap + k0 * n_panels * kMR;
+          const float* Bblk = Bp + k0 * n_strips * kNR;
+          const bool first = k0 == 0, last = k0 + kc >= K;
+          for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
+            const std::ptrdiff_t j0 = j_base + sidx * kNR;
+            const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
+            const float* bs = Bblk + sidx * kNR * kc;
+            for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
+              const std::ptrdiff_t i0 = i_base + p * kMR;
+              const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
+              kern.micro(kc, Ablk + p * kMR * kc, bs, acc);
+              TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
+                              ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+              kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+            }
+          }
+        }
+      }, serial);
+      (void)n_rows;
+      (void)n_cols;
+    }
+  }
+}
+
+}  // namespace fastmlp

@@ -1,0 +1,67 @@
+// Our GEMM: C (M, N) = A (M, K) @ B (K, N), float32, with the epilogues the dense layers need.
+//
+// Operands are strided views, so x^T, W^T and friends are read in place by the packing routines
+// (no transposed copies). An operand may also be "dz-transformed": its element (i, j) is then
+// p[i,j] * act'(z[i,j]), computed while packing, which is how dense_backward fuses
+// dz = dy * act'(z) into the GEMMs that consume it.
+//
+// Blocking follows BLIS/Goto: B is packed per (KC, NC) panel, A per (MC, KC) block, and an
+// MR x NR register-tiled micro-kernel runs over the packed data. K is never split between
+// tasks, so every element of C is summed in the same order whatever the thread count.
+#pragma once
+#include <cstddef>
+
+#include "activation.h"
+
+namespace fastmlp {
+
+struct Operand {
+  const float* p = nullptr;
+  std::ptrdiff_t rs = 0, cs = 0;  // element (i, j) lives at p[i * rs + j * cs]
+  // Optional fused transform: value = p[i,j] * act_grad(z[i,j]), z with the same strides.
+  const float* z = nullptr;
+  Act act = Act::identity;
+  float alpha = 0.f;
+};
+
+struct Epilogue {
+  const float* bias = nullptr;  // (N,) added to every row, or null
+  float* y = nullptr;           // if set: y = act(C) written beside C (same ldc)
+  Act act = Act::identity;
+  float alpha = 0.f;
+  // If set: colsum[j] = sum_i B[i, j] (of the transformed B), accumulated while packing B.
+  // Used for db = sum over the batch of dz; requires M >= 1.
+  float* colsum_b = nullptr;
+};
+
+// C (M, N) row-major with leading dimension ldc; C is overwritten (beta = 0).
+void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
+          const Operand& B, float* C, std::ptrdiff_t ldc, const Epilogue& ep = Epilogue());
+
+// Micro-kernel contract (one per ISA): acc (MR x NR, row-major, NR floats a row) =
+// sum over k < kc of Ap[k*MR + r] * Bp[k*NR + c]. Ap and Bp are packed panels.
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+using MicroKernel = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+// Epilogue contract: given the tile acc (rows x cols valid, NR stride), write/accumulate it into C
+// and, on the last K block, add bias and apply the activation (writing y).
+struct TileEpilogue {
+  bool first, last;
+  const float* bias;  // already offset to this tile's first column, or null
+  float* y;           // already offset to this tile, or null
+  Act act;
+  float alpha;
+};
+using TileStore = void (*)(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
+                           std::ptrdiff_t ldy, const TileEpilogue& e);
+
+void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+void tile_store_generic(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
+                        std::ptrdiff_t ldy, const TileEpilogue& e);
+#ifdef FASTMLP_HAVE_AVX2_PATH
+void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
+                     std::ptrdiff_t ldy, const TileEpilogue& e);
+#endif
+
+}  // namespace fastmlp

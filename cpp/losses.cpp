@@ -1,0 +1,1 @@
+// Placeholder: the losses kernels.

@@ -1,0 +1,28 @@
+// Thread pool for the kernels.
+//
+// Determinism contract: callers split work into a task count that depends only on the problem
+// shape, never on the number of threads. Each task writes its own outputs (or its own slot of a
+// partial-sum array that the caller then combines in task order), so results are bitwise
+// identical whatever the thread count and whichever thread runs a task.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+namespace fastmlp {
+
+// Number of threads the kernels use (>= 1). Initialised from FASTMLP_NUM_THREADS or the core count.
+int num_threads();
+void set_num_threads(int n);
+
+// Runs fn(task) for task in [0, n_tasks) on the pool; the calling thread takes part.
+// Returns when every task has finished. Runs inline when n_tasks <= 1, one thread is set,
+// or `serial` is true (callers pass serial for work too small to amortise a wake-up).
+void parallel_for(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
+                  bool serial = false);
+
+// Splits [0, n) into chunks of `grain` (the last one shorter): chunk count for parallel_for.
+inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
+  return n <= 0 ? 0 : (n + grain - 1) / grain;
+}
+
+}  // namespace fastmlp

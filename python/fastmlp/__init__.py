@@ -1,0 +1,35 @@
+"""fastmlp: fused, multi-threaded C++ kernels for training multilayer perceptrons.
+
+Public modules: ``fastmlp.kernels`` (the fast kernels) and ``fastmlp.reference`` (their NumPy
+specification, same names and signatures).
+"""
+from __future__ import annotations
+
+from . import _core, kernels, reference
+
+__version__ = "0.1.0"
+__all__ = ["kernels", "reference", "cpu_info", "set_num_threads", "get_num_threads",
+           "__version__"]
+
+
+def cpu_info() -> dict:
+    """Which kernel path is active and what the CPU supports.
+
+    ``isa`` is ``"avx2_fma"`` or ``"portable"``; ``FASTMLP_ISA=portable`` forces the portable path.
+    """
+    return {"isa": _core.active_isa(), "avx2_fma_supported": _core.cpu_has_avx2_fma(),
+            "num_threads": _core.num_threads()}
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels use (default: ``FASTMLP_NUM_THREADS`` or the number of cores).
+
+    Results are bitwise identical whatever ``n`` is.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return _core.num_threads()

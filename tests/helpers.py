@@ -1,0 +1,64 @@
+"""Shared test utilities: one comparison helper and the shape sweep."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+import fastmlp
+
+# Sizes that break tiling: around the 6-row and 16-column micro-tiles, the 8-lane vectors, and
+# the 144/256 cache blocks.
+ODD_SIZES = (1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 257)
+
+
+def assert_close(actual, expected, rtol=1e-5, atol=1e-6, name="result"):
+    """Fails through pytest with the worst element, its index and both values."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    if actual.size == 0:
+        return
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    nan_mismatch = np.isnan(a) != np.isnan(e)
+    assert not nan_mismatch.any(), (
+        f"{name}: NaN pattern differs at {np.unravel_index(np.argmax(nan_mismatch), a.shape)}")
+    ok = np.isnan(a) | (np.abs(a - e) <= atol + rtol * np.abs(e))
+    if not ok.all():
+        excess = np.where(ok, 0.0, np.abs(a - e) - (atol + rtol * np.abs(e)))
+        i = np.unravel_index(np.argmax(excess), a.shape)
+        raise AssertionError(
+            f"{name}: {int((~ok).sum())} of {a.size} elements differ; worst at index {i}: "
+            f"got {a[i]!r}, expected {e[i]!r} (abs err {abs(a[i] - e[i]):.3e}, "
+            f"rtol={rtol}, atol={atol})")
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    old = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastmlp.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def isa(name: str):
+    """Forces a kernel path ('portable' or 'avx2_fma') for the duration of the block."""
+    old = fastmlp._core.active_isa()
+    fastmlp._core.set_isa(name)
+    try:
+        yield
+    finally:
+        fastmlp._core.set_isa(old)
+
+
+def available_isas():
+    return ["portable"] + (["avx2_fma"] if fastmlp._core.cpu_has_avx2_fma() else [])
+
+
+def rand(rng, *shape, scale=1.0, dtype=np.float32):
+    """Random normal values, never all zero."""
+    return (rng.standard_normal(shape) * scale).astype(dtype)
