@@ -2,6 +2,12 @@
 
 The machine is shared and noisy, so contenders are timed in turn within each repetition (a
 burst of noise hits all of them) and the median of the repetitions is reported.
+
+Between contenders the timer sleeps for `cooldown` seconds. Thread pools keep their workers
+spinning after a call (OpenBLAS for about 2^28 cycles, 0.1 s here; fastmlp for 200 us), and a
+contender timed while another's workers still spin loses a core to them: on 2 cores that halves
+a multi-threaded GEMM. The sleep lets every pool go idle, so each contender is timed as it runs
+when called back to back, which is how a training loop calls it.
 """
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import time
 import numpy as np
 
 
-def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float = 2e-3) -> dict:
+def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float = 10e-3,
+         cooldown: float = 0.15, settle: float = 5e-3) -> dict:
     """contenders: name -> zero-argument callable. Returns name -> median seconds per call.
 
     Each sample runs a callable enough times to last about min_time, so microsecond kernels are
@@ -28,6 +35,13 @@ def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float =
     for _ in range(repeats):
         for name, fn in contenders.items():
             n = inner[name]
+            if cooldown > 0:
+                time.sleep(cooldown)
+                # Re-warm after the sleep: wake this contender's pool, refill caches, and let
+                # the virtual CPUs come back to speed (the first milliseconds after idle are slow).
+                t = time.perf_counter()
+                while time.perf_counter() - t < settle:
+                    fn()
             t = time.perf_counter()
             for _ in range(n):
                 fn()

@@ -21,9 +21,11 @@
 namespace fastmlp {
 namespace {
 
-// KC x NR floats of B (16 KiB) stay in L1 while a task sweeps the A panels; MC x KC floats of
-// A (144 KiB) stay in L2 (512 KiB on Zen 3, 1-2 MiB on recent Intel).
-constexpr std::ptrdiff_t kKC = 256;
+// KC x NR floats of B (at most 24 KiB) stay in L1 while a task sweeps the A panels; MC x KC
+// floats of A (at most 216 KiB) stay in L2 (512 KiB on Zen 3, 1-2 MiB on recent Intel).
+// K is cut into equal blocks of at most kKCMax: a short remainder block (K = 300 -> 256 + 44)
+// would pay the per-tile store and prefetch for little arithmetic.
+constexpr std::ptrdiff_t kKCMax = 384;
 constexpr std::ptrdiff_t kMC = 144;  // multiple of kMR
 // Packed chunks are capped so huge inputs (predict over 60k rows) never allocate O(M*K) scratch.
 constexpr std::ptrdiff_t kPackBudgetFloats = std::ptrdiff_t(4) << 20;  // 16 MiB each for A, B
@@ -77,7 +79,12 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
                   float* dst) {
   if (rows < kMR) std::memset(dst, 0, sizeof(float) * kMR * kc);
   // Walk the source along its unit stride: rows of a row-major A, columns of a transposed one.
-  if (rd.op.cs == 1) {
+  if (!rd.op.z && rd.op.rs == 1) {
+    // Transposed A (x^T in dW = x^T dz): each k reads MR contiguous floats.
+    const float* src = rd.op.p + i0 + k0 * rd.op.cs;
+    for (std::ptrdiff_t k = 0; k < kc; ++k)
+      std::memcpy(dst + k * kMR, src + k * rd.op.cs, sizeof(float) * rows);
+  } else if (rd.op.cs == 1) {
     for (int r = 0; r < rows; ++r)
       for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = rd(i0 + r, k0 + k);
   } else {
@@ -92,7 +99,12 @@ template <class R>
 void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdiff_t j0, int cols,
                   float* dst, float* colsum) {
   if (cols < kNR) std::memset(dst, 0, sizeof(float) * kNR * kc);
-  if (rd.op.cs == 1) {
+  if (!rd.op.z && rd.op.cs == 1) {
+    // Plain row-major B (W in x @ W): straight row copies the compiler turns into vector moves.
+    const float* src = rd.op.p + k0 * rd.op.rs + j0;
+    for (std::ptrdiff_t k = 0; k < kc; ++k)
+      std::memcpy(dst + k * kNR, src + k * rd.op.rs, sizeof(float) * cols);
+  } else if (rd.op.cs == 1) {
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       for (int c = 0; c < cols; ++c) dst[k * kNR + c] = rd(k0 + k, j0 + c);
   } else {
@@ -134,6 +146,7 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
     return;
   }
   const Kernels kern = pick_kernels();
+  const std::ptrdiff_t kKC = ceil_div(ceil_div(K, ceil_div(K, kKCMax)), 8) * 8;
   const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
   const int threads = serial ? 1 : num_threads();
 
@@ -231,7 +244,7 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
             for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
               const std::ptrdiff_t i0 = i_base + p * kMR;
               const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
-              kern.micro(kc, Ablk + p * kMR * kc, bs, acc);
+              kern.micro(kc, Ablk + p * kMR * kc, bs, acc, C + i0 * ldc + j0, ldc);
               TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
                               ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
               kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);

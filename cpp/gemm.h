@@ -42,7 +42,10 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
 // sum over k < kc of Ap[k*MR + r] * Bp[k*NR + c]. Ap and Bp are packed panels.
 constexpr int kMR = 6;
 constexpr int kNR = 16;
-using MicroKernel = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+// c_next: the C tile the result will be stored to, prefetched while the FMAs run (it is
+// usually out of cache: each k-block revisits every C tile).
+using MicroKernel = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                             const float* c_next, std::ptrdiff_t ldc);
 // Epilogue contract: given the tile acc (rows x cols valid, NR stride), write/accumulate it into C
 // and, on the last K block, add bias and apply the activation (writing y).
 struct TileEpilogue {
@@ -55,11 +58,13 @@ struct TileEpilogue {
 using TileStore = void (*)(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                            std::ptrdiff_t ldy, const TileEpilogue& e);
 
-void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                         const float* c_next, std::ptrdiff_t ldc);
 void tile_store_generic(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                         std::ptrdiff_t ldy, const TileEpilogue& e);
 #ifdef FASTMLP_HAVE_AVX2_PATH
-void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc);
+void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                      const float* c_next, std::ptrdiff_t ldc);
 void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                      std::ptrdiff_t ldy, const TileEpilogue& e);
 #endif

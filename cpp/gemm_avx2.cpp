@@ -10,7 +10,12 @@
 
 namespace fastmlp {
 
-void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc) {
+void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                      const float* c_next, std::ptrdiff_t ldc) {
+  for (int r = 0; r < kMR; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c_next + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c_next + r * ldc + kNR - 1), _MM_HINT_T0);
+  }
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();

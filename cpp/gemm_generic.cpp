@@ -5,7 +5,8 @@
 
 namespace fastmlp {
 
-void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc) {
+void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                         const float* c_next, std::ptrdiff_t ldc) {
   float c[kMR][kNR] = {};
   for (std::ptrdiff_t k = 0; k < kc; ++k) {
     const float* a = Ap + k * kMR;

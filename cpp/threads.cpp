@@ -1,16 +1,29 @@
-// A small persistent pool: workers sleep on a condition variable between jobs and grab task
-// indices from an atomic counter, so uneven tasks balance themselves. Only one job runs at a
-// time (a mutex serialises callers from different Python threads).
+// A small persistent pool. Each job publishes a (generation, helper count) word; workers spin on
+// it for a short while after each job before sleeping on a condition variable, because a futex
+// wake-up costs 10-50 us on a VM, as much as a whole small-layer GEMM. Tasks are taken from an
+// atomic counter, so uneven tasks balance themselves. One job runs at a time (a mutex serialises
+// callers from different Python threads).
 #include "threads.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define FASTMLP_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define FASTMLP_PAUSE() asm volatile("yield")
+#else
+#define FASTMLP_PAUSE() ((void)0)
+#endif
 
 namespace fastmlp {
 namespace {
@@ -25,6 +38,10 @@ int default_threads() {
   return hc == 0 ? 1 : static_cast<int>(hc);
 }
 
+// How long an idle worker spins before sleeping: long enough to cover the gap between the
+// kernels of one training step, short enough not to burn a core between Python calls.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
 class Pool {
  public:
   static Pool& get() {
@@ -37,27 +54,32 @@ class Pool {
   void set_threads(int n) {
     std::lock_guard<std::mutex> job_lock(job_mutex_);
     n_threads_.store(std::max(1, n));
-    grow(n_threads_.load() - 1);
   }
 
   void run(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
     std::lock_guard<std::mutex> job_lock(job_mutex_);
-    int helpers = std::min<std::ptrdiff_t>(n_threads_.load() - 1, n_tasks - 1);
+    const int helpers = static_cast<int>(
+        std::min<std::ptrdiff_t>(n_threads_.load() - 1, n_tasks - 1));
     grow(helpers);
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      fn_ = &fn;
-      n_tasks_ = n_tasks;
-      next_.store(0);
-      active_helpers_ = helpers;
-      pending_ = helpers;
-      error_ = nullptr;
-      ++generation_;
+    fn_ = &fn;
+    n_tasks_ = n_tasks;
+    next_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    pending_.store(helpers, std::memory_order_relaxed);
+    // Publish the job: generation in the high bits, helper count in the low 16, read atomically
+    // together so a late worker can never pair one job's generation with another's count.
+    const uint64_t gen = (job_word_.load() >> 16) + 1;
+    job_word_.store((gen << 16) | static_cast<uint64_t>(helpers));
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lk(sleep_mutex_);
+      cv_.notify_all();
     }
-    cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    // Spin for the helpers; yield now and then so a descheduled helper can get the core back.
+    for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      FASTMLP_PAUSE();
+      if ((i & 1023) == 0) std::this_thread::yield();
+    }
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -68,57 +90,70 @@ class Pool {
   void grow(int want) {
     while (static_cast<int>(workers_.size()) < want) {
       int id = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, id] { loop(id); });
+      // The generation is read here, before the caller publishes its job: a thread that read it
+      // itself after starting could see the new job's generation, think it done, and never help.
+      const uint64_t seen_gen = job_word_.load() >> 16;
+      workers_.emplace_back([this, id, seen_gen] { loop(id, seen_gen); });
       workers_.back().detach();
     }
   }
 
   void work() {
     for (;;) {
-      std::ptrdiff_t t = next_.fetch_add(1);
+      std::ptrdiff_t t = next_.fetch_add(1, std::memory_order_relaxed);
       if (t >= n_tasks_) return;
       try {
         (*fn_)(t);
       } catch (...) {
-        std::lock_guard<std::mutex> lk(m_);
+        std::lock_guard<std::mutex> lk(error_mutex_);
         if (!error_) error_ = std::current_exception();
       }
     }
   }
 
-  void loop(int id) {
-    unsigned long seen = 0;
+  uint64_t wait_for_job(uint64_t seen_gen) {
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0;; ++i) {
+      uint64_t w = job_word_.load();
+      if ((w >> 16) != seen_gen) return w;
+      FASTMLP_PAUSE();
+      if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpin) break;
+    }
+    std::unique_lock<std::mutex> lk(sleep_mutex_);
+    sleepers_.fetch_add(1);
+    uint64_t w;
+    cv_.wait(lk, [&] { w = job_word_.load(); return (w >> 16) != seen_gen; });
+    sleepers_.fetch_sub(1);
+    return w;
+  }
+
+  void loop(int id, uint64_t seen_gen) {
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (id >= active_helpers_) continue;  // not needed for this job
-      }
+      uint64_t w = wait_for_job(seen_gen);
+      seen_gen = w >> 16;
+      if (id >= static_cast<int>(w & 0xffff)) continue;  // not needed for this job
       work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   std::atomic<int> n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex job_mutex_;
-  std::mutex m_;
-  std::condition_variable cv_, done_cv_;
+  std::mutex job_mutex_, sleep_mutex_, error_mutex_;
+  std::condition_variable cv_;
   const std::function<void(std::ptrdiff_t)>* fn_ = nullptr;
   std::ptrdiff_t n_tasks_ = 0;
   std::atomic<std::ptrdiff_t> next_{0};
-  int active_helpers_ = 0;
-  int pending_ = 0;
-  unsigned long generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<uint64_t> job_word_{0};
   std::exception_ptr error_;
 };
 
 }  // namespace
 
 int num_threads() { return Pool::get().threads(); }
-void set_num_threads(int n) { Pool::get().set_threads(n); }
+void set_num_threads(int n) { Pool::get().set_threads(std::min(n, 0xffff)); }
 
 void parallel_for(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
                   bool serial) {
