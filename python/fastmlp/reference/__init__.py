@@ -6,6 +6,8 @@ compare with the kernels, float64 for finite-difference checks).
 """
 from .activations import ACTIVATIONS, DERIVATIVES, activate, activate_grad
 from .dense import dense_backward, dense_forward
+from .optimizers import adagrad_step, adam_step, rmsprop_step, sgd_step
 
 __all__ = ["ACTIVATIONS", "DERIVATIVES", "activate", "activate_grad",
-           "dense_forward", "dense_backward"]
+           "dense_forward", "dense_backward",
+           "sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]
