@@ -64,12 +64,13 @@ def _check_lists(params, grads, states: dict) -> tuple[list, list, dict]:
     # Updated arrays must not overlap each other (a param passed twice would be stepped twice
     # with one gradient) nor any gradient (it would change while being read). Sorted spans make
     # this O(n log n): among disjoint intervals any overlap shows between neighbours.
-    spans = [(*_span(a), f"params[{i}]") for i, a in enumerate(params) if a.nbytes]
+    # Ties sort in argument order, so the message blames the later argument.
+    named = [(f"params[{i}]", a) for i, a in enumerate(params)]
     for name, arrays in out_states.items():
         if arrays is not None:
-            spans += [(*_span(a), f"{name}[{i}]") for i, a in enumerate(arrays) if a.nbytes]
-    spans.sort()
-    for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
+            named += [(f"{name}[{i}]", a) for i, a in enumerate(arrays)]
+    spans = sorted((*_span(a), k, n) for k, (n, a) in enumerate(named) if a.nbytes)
+    for (s0, e0, _, n0), (s1, e1, _, n1) in zip(spans, spans[1:]):
         if s1 < e0:
             raise ValueError(f"{n1}: shares memory with {n0}; params and optimizer state are "
                              f"updated in place, so each must be a separate array")
@@ -79,7 +80,7 @@ def _check_lists(params, grads, states: dict) -> tuple[list, list, dict]:
             gs, ge = _span(g)
             k = bisect.bisect_left(starts, ge) - 1  # last updated array starting before g ends
             if k >= 0 and spans[k][1] > gs:
-                raise ValueError(f"grads[{i}]: shares memory with {spans[k][2]}, which is "
+                raise ValueError(f"grads[{i}]: shares memory with {spans[k][3]}, which is "
                                  f"updated in place; pass a separate gradient array")
     return params, grads, out_states
 
