@@ -301,6 +301,7 @@ inline float f32(double x) { return static_cast<float>(x); }
 
 }  // namespace
 
+// Each slot: param, grad, velocity (n; velocity only with momentum) -> param, velocity updated.
 double sgd_step(const std::vector<OptimSlot>& slots, double lr, double momentum, bool nesterov,
                 double weight_decay, const GradClip& clip) {
   return with_flag(weight_decay != 0.0, [&](auto wd) {
@@ -315,6 +316,7 @@ double sgd_step(const std::vector<OptimSlot>& slots, double lr, double momentum,
   });
 }
 
+// Each slot: param, grad, accumulator (n) -> param, accumulator updated.
 double adagrad_step(const std::vector<OptimSlot>& slots, double lr, double eps,
                     double weight_decay, const GradClip& clip) {
   return with_flag(weight_decay != 0.0, [&](auto wd) {
@@ -323,6 +325,7 @@ double adagrad_step(const std::vector<OptimSlot>& slots, double lr, double eps,
   });
 }
 
+// Each slot: param, grad, mean square (n) -> param, mean square updated.
 double rmsprop_step(const std::vector<OptimSlot>& slots, double lr, double rho, double eps,
                     double weight_decay, const GradClip& clip) {
   return with_flag(weight_decay != 0.0, [&](auto wd) {
@@ -332,6 +335,7 @@ double rmsprop_step(const std::vector<OptimSlot>& slots, double lr, double rho, 
   });
 }
 
+// Each slot: param, grad, m, v (n) -> param, m, v updated.
 double adam_step(const std::vector<OptimSlot>& slots, long long step, double lr, double beta1,
                  double beta2, double eps, double weight_decay, bool decoupled,
                  const GradClip& clip) {
