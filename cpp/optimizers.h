@@ -1,0 +1,51 @@
+// Fused optimizer steps (PyTorch's torch.optim formulas) over a list of float32 tensors.
+//
+// Each tensor i is flattened: param (n), grad (n), state0 (n), state1 (n). One call updates every
+// param and its state in place in one pass over memory, applying gradient value clipping and the
+// norm-clipping coefficient on the fly (the grads are only read, never written), and returns the
+// global L2 norm of the value-clipped gradients (before norm clipping).
+//
+// Not here: learning-rate schedules, AMSGrad, dampening, float16 state. Argument checks live in
+// fastmlp.kernels.optimizers; these functions assume valid, non-overlapping, same-size buffers.
+#pragma once
+#include <cstddef>
+#include <optional>
+#include <vector>
+
+namespace fastmlp {
+
+// One parameter tensor and its companions, all of n contiguous float32 elements.
+// Optimizers that keep fewer states ignore state1 (and SGD without momentum ignores state0):
+// those pointers may be null.
+struct OptimSlot {
+  float* param;
+  const float* grad;
+  float* state0;
+  float* state1;
+  std::ptrdiff_t n;
+};
+
+// PyTorch clipping: clip_grad_value_(value), then clip_grad_norm_(norm); nullopt = off.
+struct GradClip {
+  std::optional<double> value;
+  std::optional<double> norm;
+};
+
+// state0 = velocity (read only when momentum > 0).
+double sgd_step(const std::vector<OptimSlot>& slots, double lr, double momentum, bool nesterov,
+                double weight_decay, const GradClip& clip);
+
+// state0 = sum of squared gradients.
+double adagrad_step(const std::vector<OptimSlot>& slots, double lr, double eps,
+                    double weight_decay, const GradClip& clip);
+
+// state0 = running mean of squared gradients.
+double rmsprop_step(const std::vector<OptimSlot>& slots, double lr, double rho, double eps,
+                    double weight_decay, const GradClip& clip);
+
+// state0 = m (first moment), state1 = v (second moment); step is 1-based. decoupled = AdamW.
+double adam_step(const std::vector<OptimSlot>& slots, long long step, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, bool decoupled,
+                 const GradClip& clip);
+
+}  // namespace fastmlp

@@ -1,0 +1,55 @@
+"""Batch normalisation kernels. x (B, F), gamma/beta/running stats (F,); row-major float32.
+
+Each task owns a block of feature columns and walks the rows in order, so results are bitwise
+identical for any thread count. Column sums are accumulated in double.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as v
+
+
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                      running_mean: np.ndarray, running_var: np.ndarray, training: bool = True,
+                      momentum: float = 0.9, eps: float = 1e-5
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (y, mean, inv_std); in training mode updates running_mean/running_var in place
+    (running = momentum * running + (1 - momentum) * batch, unbiased variance)."""
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training: expected True or False, got {training!r}")
+    training = bool(training)
+    momentum = v.real(momentum, "momentum", low=0.0, high=1.0)
+    eps = v.real(eps, "eps", low=0.0, low_open=True)
+    x = v.float_array(x, "x", 2)
+    F = x.shape[1]
+    gamma = v.float_array(gamma, "gamma", 1)
+    v.check_shape(gamma, "gamma", (F,), "one scale per feature (column of x)")
+    beta = v.float_array(beta, "beta", 1)
+    v.check_shape(beta, "beta", (F,), "one shift per feature (column of x)")
+    running_mean = v.inplace_array(running_mean, "running_mean", (F,))
+    running_var = v.inplace_array(running_var, "running_var", (F,))
+    if training and x.shape[0] < 2:
+        raise ValueError(f"x: batch norm in training mode needs a batch of at least 2 rows (the "
+                         f"variance of a single row is undefined), got shape {x.shape}; use a "
+                         f"batch >= 2 or training=False")
+    return _core.batchnorm_forward(x, gamma, beta, running_mean, running_var, training,
+                                   momentum, eps)
+
+
+def batchnorm_backward(dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                       inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training-mode gradients: returns (dx, dgamma, dbeta). mean and inv_std are the batch
+    statistics returned by batchnorm_forward."""
+    x = v.float_array(x, "x", 2)
+    F = x.shape[1]
+    dy = v.float_array(dy, "dy", 2)
+    v.check_shape(dy, "dy", x.shape, "dy has the shape of the layer output")
+    gamma = v.float_array(gamma, "gamma", 1)
+    v.check_shape(gamma, "gamma", (F,), "one scale per feature (column of x)")
+    mean = v.float_array(mean, "mean", 1)
+    v.check_shape(mean, "mean", (F,), "mean is returned by batchnorm_forward")
+    inv_std = v.float_array(inv_std, "inv_std", 1)
+    v.check_shape(inv_std, "inv_std", (F,), "inv_std is returned by batchnorm_forward")
+    return _core.batchnorm_backward(dy, x, gamma, mean, inv_std)

@@ -1,0 +1,30 @@
+"""Loss kernels: (loss as a Python float, gradient with respect to the first argument).
+
+Rows (softmax_cross_entropy) or elements (mse) are split into fixed-size chunks whose partial
+losses are added in chunk order in double, so results are bitwise identical for any thread
+count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as v
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """logits (B, C) float32, integer labels (B,) in [0, C) -> (loss, dlogits (B, C)).
+    The log-softmax, the loss and its gradient come from one pass per row."""
+    logits = v.float_array(logits, "logits", 2)
+    labels = v.labels_array(labels, "labels", logits.shape[0], logits.shape[1])
+    return _core.softmax_cross_entropy(logits, labels)
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """pred and target of one shape, 1-D or 2-D -> (mean squared error, dpred)."""
+    pred = v.float_array(pred, "pred")
+    if pred.ndim not in (1, 2):
+        raise ValueError(f"pred: expected a 1-D or 2-D array, got shape {pred.shape}")
+    target = v.float_array(target, "target")
+    v.check_shape(target, "target", pred.shape, "target has the shape of pred")
+    return _core.mse(pred, target)

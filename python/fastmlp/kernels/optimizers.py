@@ -1,0 +1,149 @@
+"""Fused optimizer steps over lists of float32 arrays (PyTorch's torch.optim formulas).
+
+Each call updates every param and its state in place in one pass over memory and returns the
+global gradient L2 norm (after value clipping, before norm clipping) as a float. Clipping and
+weight decay are applied on the fly to each gradient element as it is read: the caller's `grads`
+arrays are never modified. With clip_norm set, one extra read-only pass over the grads computes
+the norm first (the coefficient depends on every gradient).
+
+Params and state arrays must be writable, C-contiguous float32 arrays that share no memory (they
+are updated in place, so they cannot be copied); grads must be float32 of the same shapes
+(non-contiguous grads are copied). The formulas are in fastmlp.reference.optimizers.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as val
+
+
+def _array_list(arrays, name: str) -> list:
+    if not isinstance(arrays, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of float32 numpy arrays, got "
+                        f"{type(arrays).__name__}")
+    return list(arrays)
+
+
+def _check_lists(params, grads, states: dict) -> tuple[list, list, dict]:
+    """Validates params, grads and the named state lists (None entries skipped); returns them
+    with grads made C-contiguous. Rejects lists of different lengths, wrong shapes or dtypes."""
+    params = _array_list(params, "params")
+    if not params:
+        raise ValueError("params: expected a non-empty list of float32 arrays")
+    grads = _array_list(grads, "grads")
+    lists = {"grads": grads}
+    for name, arrays in states.items():
+        if arrays is not None:
+            lists[name] = _array_list(arrays, name)
+    for name, arrays in lists.items():
+        if len(arrays) != len(params):
+            raise ValueError(f"{name}: expected {len(params)} arrays (one per param), got "
+                             f"{len(arrays)}")
+    params = [val.inplace_array(p, f"params[{i}]") for i, p in enumerate(params)]
+    grads = [val.float_array(g, f"grads[{i}]", allow_empty=True) for i, g in enumerate(grads)]
+    for i, (p, g) in enumerate(zip(params, grads)):
+        val.check_shape(g, f"grads[{i}]", p.shape, "each gradient has its param's shape")
+    out_states = {}
+    for name, arrays in states.items():
+        if arrays is not None:
+            out_states[name] = [val.inplace_array(s, f"{name}[{i}]", p.shape)
+                                for i, (p, s) in enumerate(zip(params, lists[name]))]
+        else:
+            out_states[name] = None
+    # Memory shared between an updated array and any other array (the same param twice, a state
+    # that is a param, a gradient that is a param) is rejected by _core, which has the addresses
+    # at hand; reading them here would cost more than a small model's whole step.
+    return params, grads, out_states
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def _clip_args(clip_value, clip_norm):
+    return (val.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
+            val.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True))
+
+
+def sgd_step(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
+             clip_value=None, clip_norm=None) -> float:
+    """SGD with optional (Nesterov) momentum, in place; returns the gradient norm.
+
+    velocities (zero-initialised, one per param) may be None when momentum == 0; nesterov
+    requires momentum > 0. grads are not modified.
+    """
+    lr = val.real(lr, "lr", low=0.0)
+    momentum = val.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    nesterov = _flag(nesterov, "nesterov")
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    clip_value, clip_norm = _clip_args(clip_value, clip_norm)
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov: requires momentum > 0, got momentum=0; "
+                         "set momentum (e.g. 0.9) or nesterov=False")
+    if momentum != 0.0 and velocities is None:
+        raise ValueError("velocities: required when momentum > 0; pass zero-initialised "
+                         "arrays shaped like params, e.g. [np.zeros_like(p) for p in params]")
+    params, grads, st = _check_lists(params, grads, {"velocities": velocities})
+    return _core.sgd_step(params, grads, st["velocities"], lr, momentum, nesterov, weight_decay,
+                          clip_value, clip_norm)
+
+
+def adagrad_step(params, grads, accumulators, lr, eps=1e-10, weight_decay=0.0, clip_value=None,
+                 clip_norm=None) -> float:
+    """Adagrad, in place; accumulators start at zero. Returns the gradient norm; grads are not
+    modified."""
+    lr = val.real(lr, "lr", low=0.0)
+    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    clip_value, clip_norm = _clip_args(clip_value, clip_norm)
+    if accumulators is None:
+        raise TypeError("accumulators: expected a list of float32 arrays, got None")
+    params, grads, st = _check_lists(params, grads, {"accumulators": accumulators})
+    return _core.adagrad_step(params, grads, st["accumulators"], lr, eps, weight_decay,
+                              clip_value, clip_norm)
+
+
+def rmsprop_step(params, grads, mean_squares, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
+                 clip_value=None, clip_norm=None) -> float:
+    """RMSprop (PyTorch's alpha is rho), in place; mean_squares start at zero. Returns the
+    gradient norm; grads are not modified."""
+    lr = val.real(lr, "lr", low=0.0)
+    rho = val.real(rho, "rho", low=0.0, high=1.0, high_open=True)
+    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    clip_value, clip_norm = _clip_args(clip_value, clip_norm)
+    if mean_squares is None:
+        raise TypeError("mean_squares: expected a list of float32 arrays, got None")
+    params, grads, st = _check_lists(params, grads, {"mean_squares": mean_squares})
+    return _core.rmsprop_step(params, grads, st["mean_squares"], lr, rho, eps, weight_decay,
+                              clip_value, clip_norm)
+
+
+def adam_step(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0, decoupled=False, clip_value=None, clip_norm=None) -> float:
+    """Adam (AdamW when decoupled), in place; m and v start at zero and step is the 1-based
+    index of this update. Returns the gradient norm; grads are not modified."""
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step: expected an integer >= 1 (the 1-based index of this update), "
+                        f"got {step!r}")
+    if step < 1:
+        raise ValueError(f"step: expected an integer >= 1 (the 1-based index of this update), "
+                         f"got {step}")
+    lr = val.real(lr, "lr", low=0.0)
+    beta1 = val.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+    beta2 = val.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    decoupled = _flag(decoupled, "decoupled")
+    clip_value, clip_norm = _clip_args(clip_value, clip_norm)
+    for name, arrays in (("m", m), ("v", v)):
+        if arrays is None:
+            raise TypeError(f"{name}: expected a list of float32 arrays, got None")
+    params, grads, st = _check_lists(params, grads, {"m": m, "v": v})
+    return _core.adam_step(params, grads, st["m"], st["v"], int(step), lr, beta1, beta2, eps,
+                           weight_decay, decoupled, clip_value, clip_norm)
