@@ -1,6 +1,7 @@
 #include <cstdint>
 
 #include "bind_util.h"
+#include "loss_bce.h"
 #include "losses.h"
 
 namespace fastmlp {
@@ -37,6 +38,20 @@ void bind_losses(py::module_& m) {
       loss = mse(pred.size(), cptr(pred), cptr(target), mptr(dpred));
     }
     return py::make_tuple(loss, dpred);
+  });
+  m.def("binary_cross_entropy", [](py::array logits, py::array targets) {
+    if (logits.ndim() != 1 && logits.ndim() != 2)
+      throw py::value_error("logits: expected a 1-D or 2-D array, got shape " + shape_str(logits));
+    const std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + logits.ndim());
+    check_f32(logits, "logits", shape);
+    check_f32(targets, "targets", shape);
+    auto dlogits = new_f32(shape);
+    double loss;
+    {
+      py::gil_scoped_release nogil;
+      loss = binary_cross_entropy(logits.size(), cptr(logits), cptr(targets), mptr(dlogits));
+    }
+    return py::make_tuple(loss, dlogits);
   });
 }
 

@@ -12,6 +12,7 @@ void bind_dense(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_optimizers(py::module_& m);
+void bind_train(py::module_& m);
 }  // namespace fastmlp
 
 PYBIND11_MODULE(_core, m) {
@@ -35,4 +36,5 @@ PYBIND11_MODULE(_core, m) {
   bind_batchnorm(m);
   bind_losses(m);
   bind_optimizers(m);
+  bind_train(m);
 }

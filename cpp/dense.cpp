@@ -33,4 +33,11 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   }
 }
 
+void dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+                          const float* W, const float* z, Act act, float alpha, float* dx) {
+  Operand dz{dy, O, 1, z, act, alpha};
+  Operand WT{W, 1, O};
+  gemm(B, I, O, dz, WT, dx, I);
+}
+
 }  // namespace fastmlp

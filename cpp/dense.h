@@ -16,4 +16,9 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
                     const float* x, const float* W, const float* z, Act act, float alpha,
                     float* dx, float* dW, float* db);
 
+// dx = (dy * act'(z)) @ W^T only: the backward pass through a frozen layer, whose own weight
+// gradient is not needed.
+void dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+                          const float* W, const float* z, Act act, float alpha, float* dx);
+
 }  // namespace fastmlp

@@ -28,3 +28,16 @@ def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     target = v.float_array(target, "target")
     v.check_shape(target, "target", pred.shape, "target has the shape of pred")
     return _core.mse(pred, target)
+
+
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """logits and targets (values in [0, 1]) of one shape, 1-D or 2-D -> (loss, dlogits).
+    Sigmoid fused; the loss is summed serially in element order, in double."""
+    logits = v.float_array(logits, "logits")
+    if logits.ndim not in (1, 2):
+        raise ValueError(f"logits: expected a 1-D or 2-D array, got shape {logits.shape}")
+    targets = v.float_array(targets, "targets")
+    v.check_shape(targets, "targets", logits.shape, "targets has the shape of logits")
+    if not ((targets >= 0) & (targets <= 1)).all():
+        raise ValueError("targets: expected values in [0, 1]")
+    return _core.binary_cross_entropy(logits, targets)

@@ -7,10 +7,10 @@ compare with the kernels, float64 for finite-difference checks).
 from .activations import ACTIVATIONS, DERIVATIVES, activate, activate_grad
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .dense import dense_backward, dense_forward
-from .losses import mse, softmax_cross_entropy
+from .losses import binary_cross_entropy, mse, softmax_cross_entropy
 from .optimizers import adagrad_step, adam_step, rmsprop_step, sgd_step
 
 __all__ = ["ACTIVATIONS", "DERIVATIVES", "activate", "activate_grad",
            "dense_forward", "dense_backward",
-           "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy", "mse",
+           "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy", "mse", "binary_cross_entropy",
            "sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]

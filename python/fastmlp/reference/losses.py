@@ -32,3 +32,17 @@ def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     d = pred - target
     N = d.size
     return float(np.mean(d * d, dtype=np.float64)), 2 * d / N
+
+
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """logits and targets in [0, 1] of one shape (N elements) -> (loss, dlogits).
+
+    Sigmoid fused, in the stable form of tf.nn.sigmoid_cross_entropy_with_logits:
+    loss = mean of max(z, 0) - z * t + log1p(exp(-|z|)); dlogits = (sigmoid(z) - t) / N.
+    """
+    z, t = logits, targets
+    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    # sigmoid without overflow: exp of a non-positive number only.
+    e = np.exp(-np.abs(z))
+    sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return float(np.mean(per, dtype=np.float64)), (sig - t) / z.size

@@ -1,0 +1,188 @@
+#include "network.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "batchnorm.h"
+#include "dense.h"
+#include "dropout.h"
+
+namespace fastmlp {
+namespace {
+
+void check_range(std::ptrdiff_t off, std::ptrdiff_t len, std::ptrdiff_t size, int layer,
+                 const char* what) {
+  if (off < 0 || len < 0 || off + len > size)
+    throw std::invalid_argument("layer " + std::to_string(layer) + ": " + what +
+                                " lies outside its buffer");
+}
+
+}  // namespace
+
+Network::Network(std::vector<LayerSpec> layers, float* params, std::ptrdiff_t n_params,
+                 float* stats, std::ptrdiff_t n_stats)
+    : layers_(std::move(layers)), params_(params), n_params_(n_params), stats_(stats),
+      n_stats_(n_stats) {
+  if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer");
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = layers_[l];
+    const int li = static_cast<int>(l);
+    if (s.in < 1 || s.out < 1) throw std::invalid_argument("layer sizes must be >= 1");
+    if (l > 0 && s.in != layers_[l - 1].out)
+      throw std::invalid_argument("layer " + std::to_string(l) + ": input size does not match");
+    if (!(s.dropout >= 0.f && s.dropout < 1.f))
+      throw std::invalid_argument("layer " + std::to_string(l) + ": dropout must be in [0, 1)");
+    check_range(s.w, s.in * s.out, n_params_, li, "W");
+    // Batch-norm layers have no bias: the normalisation subtracts it again (its gradient is
+    // zero up to rounding, which adaptive optimizers would amplify into noise steps).
+    if (!s.batchnorm) check_range(s.b, s.out, n_params_, li, "b");
+    else if (s.b != -1) throw std::invalid_argument("layer " + std::to_string(l) +
+                                                    ": a batch-norm layer has no bias");
+    if (s.batchnorm) {
+      check_range(s.gamma, s.out, n_params_, li, "gamma");
+      check_range(s.beta, s.out, n_params_, li, "beta");
+      check_range(s.running_mean, s.out, n_stats_, li, "running_mean");
+      check_range(s.running_var, s.out, n_stats_, li, "running_var");
+    }
+  }
+  work_.resize(layers_.size());
+}
+
+int Network::lowest_trainable() const {
+  for (size_t l = 0; l < layers_.size(); ++l)
+    if (layers_[l].trainable) return static_cast<int>(l);
+  return -1;
+}
+
+void Network::reserve(std::ptrdiff_t rows) {
+  if (rows <= rows_) return;
+  std::ptrdiff_t widest = 0;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = layers_[l];
+    LayerWork& w = work_[l];
+    const size_t n = static_cast<size_t>(rows * s.out);
+    w.z.resize(n);
+    w.a.resize(n);
+    if (s.batchnorm) {
+      w.u.resize(n);
+      w.mean.resize(s.out);
+      w.inv_std.resize(s.out);
+    }
+    if (s.dropout > 0.f) w.mask.resize(n);
+    widest = std::max({widest, s.in, s.out});
+  }
+  g0_.resize(static_cast<size_t>(rows * widest));
+  g1_.resize(static_cast<size_t>(rows * widest));
+  rows_ = rows;
+}
+
+const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, std::uint64_t seed,
+                              std::uint64_t step) {
+  reserve(B);
+  training_pass_ = training;
+  const float* in = x;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = layers_[l];
+    LayerWork& w = work_[l];
+    const float* W = params_ + s.w;
+    const float* b = s.b >= 0 ? params_ + s.b : nullptr;
+    const bool train_mode = training && s.trainable;
+    const std::ptrdiff_t n = B * s.out;
+    if (!s.batchnorm) {
+      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, w.a.data(), w.z.data());
+    } else {
+      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, w.a.data(), w.z.data());
+      // Batch statistics need at least two rows; a single row is normalised with the running
+      // statistics instead (the trainer never forms such a batch when batch norm is on).
+      const bool batch_stats = train_mode && B > 1;
+      batchnorm_forward(B, s.out, w.z.data(), params_ + s.gamma, params_ + s.beta,
+                        stats_ + s.running_mean, stats_ + s.running_var, batch_stats,
+                        s.bn_momentum, s.bn_eps, w.u.data(), w.mean.data(), w.inv_std.data());
+      for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] = act_forward(w.u[i], s.act, s.alpha);
+    }
+    if (train_mode && s.dropout > 0.f) {
+      dropout_mask(dropout_key(seed, step, l), s.dropout, n, w.mask.data());
+      for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] *= w.mask[i];
+    }
+    in = w.a.data();
+  }
+  return in;
+}
+
+void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, float* grads) {
+  const int lo = lowest_trainable();
+  if (lo < 0) return;
+  // g = dL/d(output of layer l), always in one of the two ping-pong buffers; `other` is free.
+  float* g = g0_.data();
+  float* other = g1_.data();
+  std::memcpy(g, dout, sizeof(float) * static_cast<size_t>(B * n_outputs()));
+  for (int l = static_cast<int>(layers_.size()) - 1; l >= lo; --l) {
+    const LayerSpec& s = layers_[l];
+    LayerWork& w = work_[l];
+    const bool train_mode = training_pass_ && s.trainable;
+    const std::ptrdiff_t n = B * s.out;
+    const float* in = l == 0 ? x : work_[l - 1].a.data();
+    const float* W = params_ + s.w;
+    const bool need_dx = l > lo;
+    if (train_mode && s.dropout > 0.f)
+      for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= w.mask[i];
+    if (!s.batchnorm) {
+      // act'(z) is fused into the GEMMs; dx goes to the free buffer.
+      float* dx = need_dx ? other : nullptr;
+      if (s.trainable)
+        dense_backward(B, s.in, s.out, g, in, W, w.z.data(), s.act, s.alpha, dx, grads + s.w,
+                       grads + s.b);
+      else
+        dense_backward_input(B, s.in, s.out, g, W, w.z.data(), s.act, s.alpha, dx);
+      std::swap(g, other);
+      continue;
+    }
+    // Batch norm: du = g * act'(u) in place, dz into the free buffer, then dx back into g's
+    // buffer, which du no longer needs.
+    for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= act_grad(w.u[i], s.act, s.alpha);
+    float* dz = other;
+    if (train_mode && B > 1) {
+      batchnorm_backward(B, s.out, g, w.z.data(), params_ + s.gamma, w.mean.data(),
+                         w.inv_std.data(), dz, grads + s.gamma, grads + s.beta);
+    } else {
+      // Inference-mode normalisation is affine in z: dz = du * gamma * inv_std.
+      const float* gamma = params_ + s.gamma;
+      for (std::ptrdiff_t r = 0; r < B; ++r)
+        for (std::ptrdiff_t j = 0; j < s.out; ++j)
+          dz[r * s.out + j] = g[r * s.out + j] * gamma[j] * w.inv_std[j];
+      if (s.trainable) {
+        // Only for a one-row batch (normalised with running statistics): gamma, beta grads.
+        float* dgamma = grads + s.gamma;
+        float* dbeta = grads + s.beta;
+        std::fill(dgamma, dgamma + s.out, 0.f);
+        std::fill(dbeta, dbeta + s.out, 0.f);
+        for (std::ptrdiff_t r = 0; r < B; ++r)
+          for (std::ptrdiff_t j = 0; j < s.out; ++j) {
+            const float xhat = (w.z[r * s.out + j] - w.mean[j]) * w.inv_std[j];
+            dgamma[j] += g[r * s.out + j] * xhat;
+            dbeta[j] += g[r * s.out + j];
+          }
+      }
+    }
+    float* dx = need_dx ? g : nullptr;
+    if (s.trainable)
+      dense_backward(B, s.in, s.out, dz, in, W, nullptr, Act::identity, 0.f, dx, grads + s.w,
+                     nullptr);
+    else
+      dense_backward_input(B, s.in, s.out, dz, W, nullptr, Act::identity, 0.f, dx);
+    // dx is already in g.
+  }
+}
+
+void Network::predict(std::ptrdiff_t n, const float* x, std::ptrdiff_t batch, float* out) {
+  const std::ptrdiff_t O = n_outputs();
+  for (std::ptrdiff_t r0 = 0; r0 < n; r0 += batch) {
+    const std::ptrdiff_t B = std::min(batch, n - r0);
+    const float* y = forward(B, x + r0 * n_inputs(), false, 0, 0);
+    std::memcpy(out + r0 * O, y, sizeof(float) * static_cast<size_t>(B * O));
+  }
+}
+
+}  // namespace fastmlp

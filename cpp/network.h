@@ -1,0 +1,81 @@
+// An MLP as the training engine sees it: layer descriptions plus offsets into two flat float32
+// buffers owned by the Python model (params: W, b, gamma, beta of every layer; stats: batch-norm
+// running means and variances). The network owns only its scratch activations.
+//
+// A layer is dense -> [batch norm] -> activation -> [dropout]. With batch norm the dense part
+// is a plain GEMM + bias and the activation is applied after normalising (the seeds' order:
+// BN before the activation). Frozen layers (trainable = false) always run in inference mode:
+// batch norm uses its running statistics and dropout is off, so a frozen prefix is a fixed
+// function of its input, which is what makes caching its outputs exact.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "activation.h"
+
+namespace fastmlp {
+
+struct LayerSpec {
+  std::ptrdiff_t in = 0, out = 0;
+  Act act = Act::identity;
+  float alpha = 0.f;
+  bool batchnorm = false;
+  float bn_momentum = 0.9f, bn_eps = 1e-5f;
+  float dropout = 0.f;
+  bool trainable = true;
+  // Offsets into params (w, b, gamma, beta) and stats (running_mean, running_var); -1 = absent.
+  std::ptrdiff_t w = -1, b = -1, gamma = -1, beta = -1;
+  std::ptrdiff_t running_mean = -1, running_var = -1;
+};
+
+// Activations of one layer for one batch (rows = batch size), kept for the backward pass.
+struct LayerWork {
+  std::vector<float> z;        // x @ W + b
+  std::vector<float> u;        // batch-normalised z (batch-norm layers only)
+  std::vector<float> a;        // act(u or z), times the dropout mask: the layer's output
+  std::vector<float> mask;     // dropout scale per element (training, dropout > 0)
+  std::vector<float> mean, inv_std;  // batch-norm statistics used in this pass
+};
+
+class Network {
+ public:
+  Network(std::vector<LayerSpec> layers, float* params, std::ptrdiff_t n_params, float* stats,
+          std::ptrdiff_t n_stats);
+
+  const std::vector<LayerSpec>& layers() const { return layers_; }
+  std::ptrdiff_t n_inputs() const { return layers_.front().in; }
+  std::ptrdiff_t n_outputs() const { return layers_.back().out; }
+  float* params() const { return params_; }
+  std::ptrdiff_t n_params() const { return n_params_; }
+
+  // Forward pass over B rows of x (B <= the capacity reserved with reserve()).
+  // training: trainable batch-norm layers use batch statistics and update their running
+  // statistics; dropout is applied with masks keyed by (seed, step). Returns the output (B, out).
+  const float* forward(std::ptrdiff_t B, const float* x, bool training, std::uint64_t seed,
+                       std::uint64_t step);
+
+  // Backward pass from dout = dL/d(output) (B, out). Writes the
+  // gradients of trainable layers into grads (same layout as params) and stops at the lowest
+  // trainable layer: nothing below it is computed. Requires the forward pass just before.
+  void backward(std::ptrdiff_t B, const float* x, const float* dout, float* grads);
+
+  // Index of the lowest trainable layer, or -1 when every layer is frozen.
+  int lowest_trainable() const;
+  // Inference over n rows in chunks of `batch` rows, writing (n, out) to `out`.
+  void predict(std::ptrdiff_t n, const float* x, std::ptrdiff_t batch, float* out);
+  void reserve(std::ptrdiff_t rows);
+
+ private:
+  std::vector<LayerSpec> layers_;
+  float* params_;
+  std::ptrdiff_t n_params_;
+  float* stats_;
+  std::ptrdiff_t n_stats_;
+  std::vector<LayerWork> work_;
+  std::vector<float> g0_, g1_;  // ping-pong gradient buffers (rows x widest layer)
+  std::ptrdiff_t rows_ = 0;
+  bool training_pass_ = false;
+};
+
+}  // namespace fastmlp

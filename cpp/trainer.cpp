@@ -1,0 +1,196 @@
+#include "trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "loss_bce.h"
+#include "losses.h"
+
+namespace fastmlp {
+
+Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularization reg,
+                 std::ptrdiff_t batch_size, float* grads, float* state0, float* state1)
+    : net_(net), loss_(loss), opt_(opt), reg_(reg), batch_size_(batch_size), grads_(grads) {
+  // One slot per trainable tensor: the optimizer updates them all in one fused pass.
+  for (const LayerSpec& s : net_.layers()) {
+    if (!s.trainable) continue;
+    auto add = [&](std::ptrdiff_t off, std::ptrdiff_t n) {
+      slots_.push_back(OptimSlot{net_.params() + off, grads_ + off,
+                                 state0 ? state0 + off : nullptr,
+                                 state1 ? state1 + off : nullptr, n});
+    };
+    add(s.w, s.in * s.out);
+    if (s.b >= 0) add(s.b, s.out);
+    if (s.batchnorm) {
+      add(s.gamma, s.out);
+      add(s.beta, s.out);
+    }
+  }
+  const std::ptrdiff_t O = net_.n_outputs();
+  xb_.resize(static_cast<size_t>(batch_size_ * net_.n_inputs()));
+  vb_.resize(static_cast<size_t>(batch_size_ * O));
+  lb_.resize(static_cast<size_t>(batch_size_));
+  dout_.resize(static_cast<size_t>(batch_size_ * O));
+  net_.reserve(batch_size_);
+}
+
+double Trainer::loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
+                          const float* values, float* dout, double* correct) const {
+  const std::ptrdiff_t O = net_.n_outputs();
+  switch (loss_) {
+    case LossKind::cross_entropy: {
+      for (std::ptrdiff_t r = 0; r < B; ++r) {
+        const float* row = out + r * O;
+        // First index of the maximum, as np.argmax.
+        const std::ptrdiff_t arg = std::max_element(row, row + O) - row;
+        *correct += arg == labels[r] ? 1.0 : 0.0;
+      }
+      return softmax_cross_entropy(B, O, out, labels, dout);
+    }
+    case LossKind::binary_cross_entropy:
+      for (std::ptrdiff_t i = 0; i < B * O; ++i)
+        *correct += (out[i] > 0.f) == (values[i] >= 0.5f) ? 1.0 : 0.0;
+      return binary_cross_entropy(B * O, out, values, dout);
+    case LossKind::mse:
+      return mse(B * O, out, values, dout);
+  }
+  return 0.0;
+}
+
+double Trainer::penalty() const {
+  if (reg_.l1 == 0.0 && reg_.l2 == 0.0) return 0.0;
+  double l1 = 0.0, l2 = 0.0;
+  for (const LayerSpec& s : net_.layers()) {
+    if (!s.trainable) continue;
+    const float* W = net_.params() + s.w;
+    for (std::ptrdiff_t i = 0; i < s.in * s.out; ++i) {
+      l1 += std::fabs(static_cast<double>(W[i]));
+      l2 += static_cast<double>(W[i]) * W[i];
+    }
+  }
+  return reg_.l1 * l1 + reg_.l2 * l2;
+}
+
+void Trainer::add_penalty_grads() {
+  if (reg_.l1 == 0.0 && reg_.l2 == 0.0) return;
+  const float l1 = static_cast<float>(reg_.l1), two_l2 = static_cast<float>(2.0 * reg_.l2);
+  for (const LayerSpec& s : net_.layers()) {
+    if (!s.trainable) continue;
+    const float* W = net_.params() + s.w;
+    float* dW = grads_ + s.w;
+    for (std::ptrdiff_t i = 0; i < s.in * s.out; ++i) {
+      const float sign = W[i] > 0.f ? 1.f : (W[i] < 0.f ? -1.f : 0.f);
+      dW[i] += l1 * sign + two_l2 * W[i];
+    }
+  }
+}
+
+void Trainer::apply_max_norm() {
+  if (!(reg_.max_norm > 0.0)) return;
+  std::vector<double> norms;
+  for (const LayerSpec& s : net_.layers()) {
+    if (!s.trainable) continue;
+    float* W = net_.params() + s.w;
+    norms.assign(static_cast<size_t>(s.out), 0.0);
+    for (std::ptrdiff_t i = 0; i < s.in; ++i)
+      for (std::ptrdiff_t j = 0; j < s.out; ++j) {
+        const double w = W[i * s.out + j];
+        norms[j] += w * w;
+      }
+    std::vector<float> scale(static_cast<size_t>(s.out), 1.f);
+    bool any = false;
+    for (std::ptrdiff_t j = 0; j < s.out; ++j) {
+      const double norm = std::sqrt(norms[j]);
+      if (norm > reg_.max_norm) {
+        scale[j] = static_cast<float>(reg_.max_norm / norm);
+        any = true;
+      }
+    }
+    if (!any) continue;
+    for (std::ptrdiff_t i = 0; i < s.in; ++i)
+      for (std::ptrdiff_t j = 0; j < s.out; ++j) W[i * s.out + j] *= scale[j];
+  }
+}
+
+RunLog Trainer::run(std::ptrdiff_t n, const float* X, const Targets& y,
+                    const std::int64_t* order, std::ptrdiff_t n_order, std::ptrdiff_t b0,
+                    std::ptrdiff_t b1, const double* lrs, std::int64_t step0,
+                    std::uint64_t seed) {
+  (void)n;
+  RunLog log;
+  const std::ptrdiff_t I = net_.n_inputs(), W = y.width;
+  for (std::ptrdiff_t k = b0; k < b1; ++k) {
+    const std::ptrdiff_t r0 = k * batch_size_;
+    const std::ptrdiff_t B = std::min(batch_size_, n_order - r0);
+    if (B <= 0) break;
+    // Gather the batch's rows into contiguous buffers.
+    for (std::ptrdiff_t r = 0; r < B; ++r) {
+      const std::int64_t src = order[r0 + r];
+      std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
+      if (y.labels) lb_[r] = y.labels[src];
+      else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
+    }
+    const std::uint64_t step = static_cast<std::uint64_t>(step0 + (k - b0));
+    const float* out = net_.forward(B, xb_.data(), true, seed, step);
+    double correct = 0.0;
+    const double loss = loss_grad(B, out, lb_.data(), vb_.data(), dout_.data(), &correct);
+    const double pen = penalty();
+    if (!std::isfinite(loss + pen)) {
+      log.diverged = true;
+      break;
+    }
+    net_.backward(B, xb_.data(), dout_.data(), grads_);
+    add_penalty_grads();
+    const double lr = lrs[k - b0];
+    double gnorm = 0.0;
+    switch (opt_.kind) {
+      case OptKind::sgd:
+        gnorm = sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, opt_.clip);
+        break;
+      case OptKind::adagrad:
+        gnorm = adagrad_step(slots_, lr, opt_.eps, opt_.weight_decay, opt_.clip);
+        break;
+      case OptKind::rmsprop:
+        gnorm = rmsprop_step(slots_, lr, opt_.rho, opt_.eps, opt_.weight_decay, opt_.clip);
+        break;
+      case OptKind::adam:
+        gnorm = adam_step(slots_, static_cast<long long>(step) + 1, lr, opt_.beta1, opt_.beta2,
+                          opt_.eps, opt_.weight_decay, opt_.decoupled, opt_.clip);
+        break;
+    }
+    log.loss_sum += (loss + pen) * static_cast<double>(B);
+    log.correct += correct;
+    log.grad_norm_sum += gnorm;
+    log.rows += B;
+    log.steps += 1;
+    if (!std::isfinite(gnorm)) {
+      log.diverged = true;
+      break;
+    }
+    apply_max_norm();
+  }
+  return log;
+}
+
+RunLog Trainer::evaluate(std::ptrdiff_t n, const float* X, const Targets& y,
+                         std::ptrdiff_t batch) {
+  RunLog log;
+  const std::ptrdiff_t I = net_.n_inputs(), O = net_.n_outputs();
+  std::vector<float> dout(static_cast<size_t>(batch * O));
+  for (std::ptrdiff_t r0 = 0; r0 < n; r0 += batch) {
+    const std::ptrdiff_t B = std::min(batch, n - r0);
+    const float* out = net_.forward(B, X + r0 * I, false, 0, 0);
+    double correct = 0.0;
+    const double loss = loss_grad(B, out, y.labels ? y.labels + r0 : nullptr,
+                                  y.values ? y.values + r0 * y.width : nullptr, dout.data(),
+                                  &correct);
+    log.loss_sum += loss * static_cast<double>(B);
+    log.correct += correct;
+    log.rows += B;
+  }
+  log.loss_sum += penalty() * static_cast<double>(n);
+  return log;
+}
+
+}  // namespace fastmlp

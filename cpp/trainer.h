@@ -1,0 +1,88 @@
+// Whole training steps in C++: gather a batch, forward, loss, backward, L1/L2, the fused
+// optimizer step (with clipping), max-norm, metrics, for a run of batches in one call.
+//
+// The trainer owns nothing the user sees: parameters, batch-norm statistics, gradients and
+// optimizer state are flat buffers owned by Python (so it can snapshot and restore them), in
+// the same layout as the network's params.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "network.h"
+#include "optimizers.h"
+
+namespace fastmlp {
+
+enum class LossKind { cross_entropy, binary_cross_entropy, mse };
+enum class OptKind { sgd, adagrad, rmsprop, adam };
+
+struct OptimizerConfig {
+  OptKind kind = OptKind::adam;
+  double momentum = 0.0, rho = 0.9, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.0;
+  bool nesterov = false, decoupled = false;
+  GradClip clip;
+};
+
+// Keras conventions: the loss gains l1 * sum|W| + l2 * sum W^2 over the weights (not biases,
+// not batch-norm parameters) of trainable layers. max_norm > 0 rescales, after each update, every
+// unit's incoming weights (a column of W) whose L2 norm exceeds it back to exactly max_norm.
+struct Regularization {
+  double l1 = 0.0, l2 = 0.0, max_norm = 0.0;
+};
+
+// Training targets: integer labels (n,) for cross-entropy, or float values (n, width) otherwise.
+struct Targets {
+  const std::int64_t* labels = nullptr;
+  const float* values = nullptr;
+  std::ptrdiff_t width = 0;
+};
+
+// Sums over the batches of one call; the Python side divides.
+struct RunLog {
+  double loss_sum = 0.0;       // sum over batches of (mean batch loss + penalty) * batch rows
+  double correct = 0.0;        // correctly classified rows (cross-entropy) or elements (binary)
+  double grad_norm_sum = 0.0;  // sum over steps of the global gradient norm
+  std::int64_t rows = 0, steps = 0;
+  bool diverged = false;       // a non-finite loss or gradient norm stopped the run
+};
+
+class Trainer {
+ public:
+  Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularization reg,
+          std::ptrdiff_t batch_size, float* grads, float* state0, float* state1);
+
+  // Trains on batches [b0, b1) of the epoch's row order (batch k = order[k*bs : (k+1)*bs]).
+  // lrs[k - b0] is the learning rate of batch k, step0 the global step count before batch b0
+  // (Adam's bias correction uses step0 + 1, ...; dropout masks are keyed by the global step).
+  // Stops early, with diverged set, at the first non-finite loss (before touching the weights)
+  // or non-finite gradient norm (after the update: the caller restores its snapshot).
+  RunLog run(std::ptrdiff_t n, const float* X, const Targets& y, const std::int64_t* order,
+             std::ptrdiff_t n_order, std::ptrdiff_t b0, std::ptrdiff_t b1, const double* lrs,
+             std::int64_t step0, std::uint64_t seed);
+
+  // Inference-mode loss (plus the penalty) and correct count over n rows, in batches of `batch`.
+  RunLog evaluate(std::ptrdiff_t n, const float* X, const Targets& y, std::ptrdiff_t batch);
+
+  // The regularisation penalty at the current weights.
+  double penalty() const;
+
+ private:
+  double loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
+                   const float* values, float* dout, double* correct) const;
+  void add_penalty_grads();
+  void apply_max_norm();
+
+  Network& net_;
+  LossKind loss_;
+  OptimizerConfig opt_;
+  Regularization reg_;
+  std::ptrdiff_t batch_size_;
+  float* grads_;
+  std::vector<OptimSlot> slots_;
+  std::vector<float> xb_, vb_, dout_;
+  std::vector<std::int64_t> lb_;
+};
+
+}  // namespace fastmlp

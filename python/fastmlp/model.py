@@ -1,0 +1,386 @@
+"""fastmlp.MLP: a multilayer perceptron whose parameters live in one flat float32 buffer.
+
+A layer is dense -> [batch norm] -> activation -> [dropout] (batch norm before the activation,
+as in the seeds and Ioffe & Szegedy 2015). Every layer's W (in, out), b (out,), and, with batch
+norm, gamma, beta (trainable) and running_mean, running_var (statistics) are NumPy views into
+the model's two buffers, so the user reads and writes them directly, the optimizer updates all
+of them in one fused pass, and snapshots are one copy.
+
+Frozen layers (``layer.trainable = False``) are fixed feature extractors: they are not updated,
+no backward pass runs below the lowest trainable layer, and they always run in inference mode
+(batch norm with its running statistics, no dropout), as Keras does for a frozen BatchNorm.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+from . import _validate as v
+from .initializers import canonical_init, default_init, initialize
+
+OUTPUT_ACTIVATIONS = v.ACTIVATIONS + ("softmax",)
+_ALIGN = 16  # tensors start on 64-byte boundaries inside the flat buffers
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+class Layer:
+    """One dense layer of an MLP. Arrays are views into the model's buffers: assign with
+    ``layer.W[...] = values`` or ``layer.W = values`` (copied in, shape checked)."""
+
+    _ARRAYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
+
+    def __init__(self, model: "MLP", index: int, n_in: int, n_out: int, activation: str,
+                 alpha: float, batchnorm: bool, dropout: float, init: str):
+        self._model = model
+        self.index = index
+        self.n_in, self.n_out = n_in, n_out
+        self.activation = activation
+        self.alpha = alpha
+        self.batchnorm = batchnorm
+        self.dropout = dropout
+        self.init = init
+        self.trainable = True
+        self._offsets: dict[str, int] = {}
+
+    def _view(self, name: str):
+        off = self._offsets.get(name)
+        if off is None:
+            return None
+        if name == "W":
+            n = self.n_in * self.n_out
+            return self._model._params[off:off + n].reshape(self.n_in, self.n_out)
+        buf = self._model._stats if name.startswith("running") else self._model._params
+        return buf[off:off + self.n_out]
+
+    def __getattr__(self, name):
+        if name in Layer._ARRAYS:
+            return self._view(name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name in Layer._ARRAYS:
+            view = self._view(name)
+            if view is None:
+                raise AttributeError(f"{name}: layer {self.index} has no batch norm")
+            arr = np.asarray(value)
+            if arr.shape != view.shape:
+                raise ValueError(f"{name}: expected shape {view.shape}, got {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}: expected finite values")
+            view[...] = arr
+            return
+        if name == "trainable" and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable: expected True or False, got {value!r}")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        extra = (", batchnorm" if self.batchnorm else "") + \
+            (f", dropout={self.dropout}" if self.dropout else "") + \
+            ("" if self.trainable else ", frozen")
+        return f"Layer({self.n_in} -> {self.n_out}, {self.activation}{extra})"
+
+
+def _per_layer(value, name: str, n: int, what: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name}: expected one entry per {what} ({n}), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class MLP:
+    """A multilayer perceptron.
+
+    sizes: [n_inputs, hidden..., n_outputs] (at least two entries).
+    activation: hidden layers' activation, or a list with one per hidden layer.
+    output_activation: "identity" (default), "softmax", "sigmoid" or any activation. With
+        loss="cross_entropy" the softmax (and with "binary_cross_entropy" the sigmoid) is fused
+        into the loss, so those are the natural choices for classifiers.
+    alpha: leaky_relu / elu slope (None = 0.01 / 1.0), or a list per hidden layer.
+    init: initialiser name per layer (scalar or list of len(sizes) - 1); None picks the default
+        for the layer's activation: He for the ReLU family, LeCun for SELU, Glorot otherwise.
+    bias_init: constant initial bias (scalar or per layer). Batch-norm layers have no bias
+        (layer.b is None): the normalisation would subtract it again; beta is their shift.
+    batchnorm: True = batch norm on every hidden layer; a list of len(sizes) - 1 chooses per
+        layer, including the output layer (the seeds normalise the logits too).
+    dropout: rate after each hidden layer's activation (scalar or list per hidden layer).
+    bn_momentum, bn_eps: batch-norm running-average momentum (Keras convention) and epsilon.
+    seed: seeds the initialisers (None = nondeterministic).
+    """
+
+    def __init__(self, sizes, activation="relu", output_activation="identity", init=None,
+                 bias_init=0.0, batchnorm=False, dropout=0.0, seed=None, *, alpha=None,
+                 bn_momentum=0.9, bn_eps=1e-5):
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+            raise ValueError(f"sizes: expected a list [n_inputs, hidden..., n_outputs] of at "
+                             f"least two integers, got {sizes!r}")
+        for i, s in enumerate(sizes):
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+                raise ValueError(f"sizes[{i}]: expected an integer >= 1, got {s!r}")
+        self.sizes = [int(s) for s in sizes]
+        n_layers = len(sizes) - 1
+        n_hidden = n_layers - 1
+        if not isinstance(output_activation, str) or output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation: expected one of {', '.join(OUTPUT_ACTIVATIONS)}"
+                             f", got {output_activation!r}")
+        self.output_activation = output_activation
+        acts = _per_layer(activation, "activation", n_hidden, "hidden layer")
+        alphas = _per_layer(alpha, "alpha", n_hidden, "hidden layer")
+        drops = _per_layer(dropout, "dropout", n_hidden, "hidden layer") + [0.0]
+        if isinstance(batchnorm, (list, tuple)):
+            bns = _per_layer(batchnorm, "batchnorm", n_layers, "layer")
+        else:
+            bns = [batchnorm] * n_hidden + [False]
+        inits = _per_layer(init, "init", n_layers, "layer")
+        biases = _per_layer(bias_init, "bias_init", n_layers, "layer")
+        self.bn_momentum = v.real(bn_momentum, "bn_momentum", low=0.0, high=1.0)
+        self.bn_eps = v.real(bn_eps, "bn_eps", low=0.0, low_open=True)
+
+        self.layers: list[Layer] = []
+        p_size = s_size = 0
+        for i in range(n_layers):
+            if i < n_hidden:
+                act, a = v.activation(acts[i], alphas[i])
+            else:
+                act = output_activation
+                a = v.DEFAULT_ALPHA.get(act, 0.0)
+            d = v.real(drops[i], f"dropout[{i}]" if isinstance(dropout, (list, tuple))
+                       else "dropout", low=0.0, high=1.0, high_open=True)
+            bn = bns[i]
+            if not isinstance(bn, (bool, np.bool_)):
+                raise TypeError(f"batchnorm: expected True/False (or a list of them), got {bn!r}")
+            ini = canonical_init(inits[i]) if inits[i] is not None else \
+                default_init("identity" if act == "softmax" else act)
+            layer = Layer(self, i, self.sizes[i], self.sizes[i + 1], act, a, bool(bn), d, ini)
+            offs = {}
+            # A batch-norm layer has no bias: normalising subtracts it again (beta shifts).
+            tensors = (("W", layer.n_in * layer.n_out),) + (
+                (("gamma", layer.n_out), ("beta", layer.n_out)) if bn else (("b", layer.n_out),))
+            for name, n in tensors:
+                offs[name] = p_size
+                p_size += _align(n)
+            if bn:
+                for name in ("running_mean", "running_var"):
+                    offs[name] = s_size
+                    s_size += _align(layer.n_out)
+            layer._offsets = offs
+            self.layers.append(layer)
+        self._params = np.zeros(max(p_size, 1), np.float32)
+        self._stats = np.zeros(max(s_size, 1), np.float32)
+
+        rng = np.random.default_rng(seed)
+        for layer, b0 in zip(self.layers, biases):
+            layer.W = initialize(layer.init, layer.n_in, layer.n_out, rng)
+            if not layer.batchnorm:
+                layer.b[...] = v.real(b0, "bias_init")
+            else:
+                layer.gamma[...] = 1.0
+                layer.running_var[...] = 1.0
+
+    # ---- introspection -------------------------------------------------------------------
+    @property
+    def n_inputs(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    def count_params(self) -> int:
+        return sum(l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1) for l in self.layers)
+
+    def __repr__(self) -> str:
+        return "MLP(" + ", ".join(repr(l) for l in self.layers) + ")"
+
+    def summary(self) -> str:
+        rows = [f"{'layer':<6}{'shape':<14}{'activation':<12}{'bn':<4}{'dropout':<9}"
+                f"{'trainable':<10}{'params':>8}"]
+        for l in self.layers:
+            n = l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1)
+            rows.append(f"{l.index:<6}{f'{l.n_in}x{l.n_out}':<14}{l.activation:<12}"
+                        f"{'yes' if l.batchnorm else '':<4}{l.dropout or '':<9}"
+                        f"{str(l.trainable):<10}{n:>8}")
+        rows.append(f"total trainable parameters: "
+                    f"{sum(l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1) for l in self.layers if l.trainable)}")
+        return "\n".join(rows)
+
+    # ---- weights as arrays ---------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every layer's arrays, in order: W, b, or for batch-norm layers (which
+        have no bias) W, gamma, beta, running_mean, running_var (the Keras order)."""
+        out = []
+        for l in self.layers:
+            for name in Layer._ARRAYS:
+                a = l._view(name)
+                if a is not None:
+                    out.append(a.copy())
+        return out
+
+    def set_weights(self, weights) -> None:
+        views = [(l, name, l._view(name)) for l in self.layers for name in Layer._ARRAYS
+                 if l._view(name) is not None]
+        if len(weights) != len(views):
+            raise ValueError(f"weights: expected {len(views)} arrays (see get_weights), "
+                             f"got {len(weights)}")
+        for (l, name, view), w in zip(views, weights):
+            w = np.asarray(w)
+            if w.shape != view.shape:
+                raise ValueError(f"weights: layer {l.index} {name} expects shape {view.shape}, "
+                                 f"got {w.shape}")
+        for (_, _, view), w in zip(views, weights):
+            view[...] = w
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._params.copy(), self._stats.copy()
+
+    def _restore(self, snap) -> None:
+        self._params[...] = snap[0]
+        self._stats[...] = snap[1]
+
+    # ---- engine ---------------------------------------------------------------------------
+    def _layer_specs(self, start: int = 0, stop: int | None = None,
+                     fused_output: bool = False) -> list[dict]:
+        """Layer descriptions for _core.Network. fused_output: the output activation is part
+        of the loss (softmax / sigmoid), so the engine's last layer is linear."""
+        layers = self.layers[start:stop]
+        specs = []
+        for l in layers:
+            act = l.activation
+            if act == "softmax" or (fused_output and l is self.layers[-1]):
+                act = "identity"
+            o = l._offsets
+            specs.append(dict(
+                **{"in": l.n_in, "out": l.n_out}, activation=act, alpha=float(l.alpha),
+                batchnorm=l.batchnorm, bn_momentum=self.bn_momentum, bn_eps=self.bn_eps,
+                dropout=float(l.dropout), trainable=bool(l.trainable), w=o["W"], b=o.get("b", -1),
+                gamma=o.get("gamma", -1), beta=o.get("beta", -1),
+                running_mean=o.get("running_mean", -1), running_var=o.get("running_var", -1)))
+        return specs
+
+    def _network(self, start: int = 0, stop: int | None = None, fused_output: bool = False):
+        return _core.Network(self._layer_specs(start, stop, fused_output), self._params,
+                             self._stats)
+
+    def _input(self, X, name: str = "X") -> np.ndarray:
+        return as_features(X, name, self.n_inputs)
+
+    # ---- inference ------------------------------------------------------------------------
+    def predict(self, X, batch_size: int = 1024) -> np.ndarray:
+        """The network's outputs (after the output activation) for X (n, n_inputs), computed
+        in C++ in inference mode (batch norm with running statistics, no dropout)."""
+        X = self._input(X)
+        bs = _positive_int(batch_size, "batch_size")
+        net = self._network()
+        return net.predict(X, bs, self.output_activation == "softmax")
+
+    def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities: softmax of the outputs (a single sigmoid output gives the two
+        columns [1 - p, p]). For models trained with a classification loss."""
+        X = self._input(X)
+        bs = _positive_int(batch_size, "batch_size")
+        out = self._network().predict(X, bs, self.output_activation != "sigmoid")
+        if self.output_activation == "sigmoid":
+            return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
+        return out
+
+    def predict_classes(self, X, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class per row (argmax of the outputs; threshold 0.5 for one sigmoid)."""
+        p = self.predict_proba(X, batch_size)
+        return p.argmax(axis=1)
+
+    # ---- transfer learning --------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model: "MLP", n_layers: int, new_sizes=(), *,
+                        activation="relu", output_activation="identity", init=None,
+                        freeze: bool | int = True, seed=None, **kwargs) -> "MLP":
+        """A new model whose first n_layers are copies of model's (weights, batch-norm state,
+        activations), topped by fresh layers of sizes new_sizes (seed 002's reuse recipe).
+
+        freeze: True freezes every reused layer, an integer k freezes the first k, False none.
+        Remaining keywords (batchnorm, dropout, bias_init, ...) describe the new layers only.
+        """
+        if not isinstance(model, MLP):
+            raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
+        if isinstance(n_layers, bool) or not isinstance(n_layers, numbers.Integral) or \
+                not 1 <= n_layers <= len(model.layers):
+            raise ValueError(f"n_layers: expected an integer in [1, {len(model.layers)}], "
+                             f"got {n_layers!r}")
+        reused = model.layers[:n_layers]
+        new_sizes = list(new_sizes)
+        if not new_sizes and n_layers < len(model.layers):
+            raise ValueError("new_sizes: expected at least the output size of the new head")
+        sizes = model.sizes[:n_layers + 1] + new_sizes
+        n_new = len(new_sizes)
+        hidden_acts = [l.activation for l in reused]
+        if n_new:
+            new_hidden = _per_layer(activation, "activation", n_new - 1, "new hidden layer")
+            acts = hidden_acts + list(new_hidden)
+            out_act = output_activation
+        else:
+            acts = hidden_acts[:-1]
+            out_act = hidden_acts[-1]
+        bn_new = kwargs.pop("batchnorm", False)
+        bn_list = [l.batchnorm for l in reused] + (
+            _per_layer(bn_new, "batchnorm", n_new, "new layer") if isinstance(bn_new, (list, tuple))
+            else [bool(bn_new)] * (n_new - 1) + [False] if n_new else [])
+        do_new = kwargs.pop("dropout", 0.0)
+        do_list = [l.dropout for l in reused] + (
+            _per_layer(do_new, "dropout", n_new - 1, "new hidden layer")
+            if isinstance(do_new, (list, tuple)) else [do_new] * max(n_new - 1, 0))
+        do_list = do_list[:len(sizes) - 2]
+        alphas = [l.alpha for l in reused] + [None] * n_new
+        alphas = [a if acts[i] in v.DEFAULT_ALPHA else None
+                  for i, a in enumerate(alphas[:len(sizes) - 2])]
+        inits = [l.init for l in reused] + _per_layer(init, "init", n_new, "new layer")
+        new = cls(sizes, activation=acts, output_activation=out_act, init=inits,
+                  batchnorm=bn_list, dropout=do_list, seed=seed, alpha=alphas,
+                  bn_momentum=model.bn_momentum, bn_eps=model.bn_eps, **kwargs)
+        n_frozen = n_layers if freeze is True else (0 if freeze is False else int(freeze))
+        for i, (src, dst) in enumerate(zip(reused, new.layers)):
+            for name in Layer._ARRAYS:
+                view = src._view(name)
+                if view is not None:
+                    setattr(dst, name, view)
+            dst.trainable = i >= n_frozen
+        return new
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def as_features(X, name: str, n_features: int) -> np.ndarray:
+    """X as a C-contiguous float32 (n, n_features) array (converted from any real dtype),
+    rejecting NaN/Inf, empty input and the wrong feature count with the argument named."""
+    if isinstance(X, np.ndarray) and X.dtype == np.float32:
+        arr = X
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as e:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a 2-D array of numbers ({e})") from None
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+    if arr.ndim == 1 and n_features == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (n_samples, {n_features}), got shape "
+                         f"{arr.shape}")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name}: the model takes {n_features} features, got {arr.shape[1]} "
+                         f"(shape {arr.shape})")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name}: contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+    return arr

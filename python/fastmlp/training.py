@@ -1,0 +1,334 @@
+"""fastmlp.train: whole training steps in C++, one call per epoch (or per slice of an epoch when a
+progress bar is drawn), never one per layer.
+
+Python does what happens once per epoch: validate the input, shuffle (seeded), evaluate the
+learning-rate schedule for every step of the epoch, snapshot the weights, run callbacks. C++
+(with the GIL released) does every batch: gather rows, forward, loss, backward, L1/L2, the fused
+optimizer step with clipping, max-norm, metrics.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+
+from . import _core
+from . import _validate as v
+from .callbacks import CallbackList, EarlyStopping, History, ProgressBar
+from .model import MLP, _positive_int, as_features
+from .schedules import as_schedule
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+# "momentum" and "nesterov" are SGD with momentum (the seeds' MomentumOptimizer and its
+# use_nesterov=True); "adamw" is Adam with decoupled weight decay.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+# PyTorch's default eps per optimizer.
+_DEFAULT_EPS = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8}
+# Output activations each loss accepts: the softmax / sigmoid is fused into the loss.
+_OUTPUTS = {"cross_entropy": ("identity", "softmax"),
+            "binary_cross_entropy": ("identity", "sigmoid")}
+
+
+def _choice(value, name: str, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def targets(model: MLP, y, loss: str, n: int, name: str = "y") -> np.ndarray:
+    """y as the engine wants it: int64 labels (n,) for cross_entropy, float32 (n, n_outputs)
+    otherwise; checked for length, range and finiteness."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not isinstance(y, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(y).__name__}")
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{name}: expected {n} rows to match X, got shape {y.shape}")
+    C = model.n_outputs
+    if loss == "cross_entropy":
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or (y != np.round(y)).any():
+                raise TypeError(f"{name}: cross_entropy takes integer class labels, got "
+                                f"non-integral {y.dtype} values; pass labels 0..{C - 1}")
+        elif y.dtype.kind not in "iu":
+            raise TypeError(f"{name}: expected integer class labels, got dtype {y.dtype}")
+        if y.ndim != 1:
+            raise ValueError(f"{name}: cross_entropy takes a 1-D array of class labels, got "
+                             f"shape {y.shape} (one-hot targets: use y.argmax(axis=1))")
+        if y.min() < 0 or y.max() >= C:
+            raise ValueError(f"{name}: labels must lie in [0, {C}) for a model with {C} "
+                             f"outputs, got values in [{y.min()}, {y.max()}]")
+        return np.ascontiguousarray(y, dtype=np.int64)
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected numeric targets, got dtype {y.dtype}")
+    arr = y.astype(np.float32)
+    if arr.ndim == 1 and C == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.shape != (n, C):
+        raise ValueError(f"{name}: expected shape ({n}, {C}) for a model with {C} outputs, "
+                         f"got {y.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+    if loss == "binary_cross_entropy" and ((arr < 0).any() or (arr > 1).any()):
+        raise ValueError(f"{name}: binary_cross_entropy targets must lie in [0, 1]")
+    return np.ascontiguousarray(arr)
+
+
+def _check_output(model: MLP, loss: str) -> None:
+    ok = _OUTPUTS.get(loss)
+    out = model.output_activation
+    if ok is not None and out not in ok:
+        raise ValueError(f"loss={loss!r} fuses its own output function, so the model's "
+                         f"output_activation must be one of {', '.join(ok)}, got {out!r}")
+    if loss == "mse" and out == "softmax":
+        raise ValueError("loss='mse' with output_activation='softmax' is not supported; use "
+                         "loss='cross_entropy' for classification")
+    if loss == "binary_cross_entropy" and model.n_outputs < 1:
+        raise ValueError("binary_cross_entropy needs at least one output")
+
+
+def _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay, clip_value,
+           clip_norm, l1, l2, max_norm) -> tuple[str, dict]:
+    kind = {"momentum": "sgd", "nesterov": "sgd", "adamw": "adam"}.get(optimizer, optimizer)
+    if momentum is None:
+        momentum = 0.9 if optimizer in ("momentum", "nesterov") else 0.0
+    if optimizer == "nesterov":
+        nesterov = True
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov: expected True or False, got {nesterov!r}")
+    hp = dict(
+        momentum=v.real(momentum, "momentum", low=0.0, high=1.0, high_open=True),
+        nesterov=bool(nesterov),
+        rho=v.real(rho, "rho", low=0.0, high=1.0, high_open=True),
+        beta1=v.real(beta1, "beta1", low=0.0, high=1.0, high_open=True),
+        beta2=v.real(beta2, "beta2", low=0.0, high=1.0, high_open=True),
+        eps=v.real(_DEFAULT_EPS.get(kind, 1e-8) if eps is None else eps, "eps", low=0.0),
+        weight_decay=v.real(weight_decay, "weight_decay", low=0.0),
+        decoupled=optimizer == "adamw",
+        clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
+        clip_norm=v.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True),
+        l1=v.real(l1, "l1", low=0.0), l2=v.real(l2, "l2", low=0.0),
+        max_norm=v.optional_real(max_norm, "max_norm", low=0.0, low_open=True))
+    if hp["nesterov"] and (kind != "sgd" or hp["momentum"] == 0.0):
+        raise ValueError("nesterov: Nesterov momentum needs optimizer='sgd' with momentum > 0 "
+                         "(or optimizer='nesterov')")
+    return kind, hp
+
+
+def _split_validation(X, y, validation_data, validation_split):
+    if validation_data is not None and validation_split:
+        raise ValueError("validation_data and validation_split: pass one or the other")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data: expected a pair (X_val, y_val)")
+        return X, y, validation_data[0], validation_data[1]
+    split = v.real(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+    if split == 0.0:
+        return X, y, None, None
+    # Keras: the last fraction of the rows, taken before any shuffling.
+    n_val = int(math.floor(len(X) * split))
+    if n_val < 1 or n_val >= len(X):
+        raise ValueError(f"validation_split: {split} of {len(X)} rows leaves an empty "
+                         f"training or validation set")
+    return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+
+
+def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
+          batch_size: int = 32, epochs: int = 10, momentum=None, nesterov: bool = False,
+          rho: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, eps=None,
+          weight_decay: float = 0.0, clip_value=None, clip_norm=None, l1: float = 0.0,
+          l2: float = 0.0, max_norm=None, validation_data=None, validation_split: float = 0.0,
+          early_stopping=False, patience: int = 5, min_delta: float = 0.0,
+          restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
+          shuffle: bool = True, cache_frozen: bool = False) -> History:
+    """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
+    val_accuracy, lr, grad_norm, time).
+
+    loss: "cross_entropy" (integer labels; softmax fused), "binary_cross_entropy" (targets in
+        [0, 1]; sigmoid fused), "mse".
+    optimizer: "sgd" (momentum, nesterov), "momentum", "nesterov", "adagrad", "rmsprop" (rho),
+        "adam" (beta1, beta2), "adamw" (decoupled weight_decay); PyTorch's update formulas and
+        default eps. A fresh optimizer state is made for every call.
+    lr: a float, or a schedule: any callable of the global step (0-based count of updates in
+        this call) such as fastmlp.schedules.ExponentialDecay.
+    clip_value, clip_norm: gradient clipping by value, then by global norm, fused into the
+        update. l1, l2: penalties l1*sum|W| + l2*sum W^2 on trainable layers' weights (Keras
+        convention; included in the reported loss). max_norm: after each update, each unit's
+        incoming weight vector is rescaled to L2 norm <= max_norm.
+    validation_data=(X_val, y_val) or validation_split (the last fraction of rows, Keras).
+    early_stopping: True, or an EarlyStopping callback; patience, min_delta and
+        restore_best_weights configure the default one (monitoring val_loss, or loss without
+        validation data). The best epoch's weights are restored at the end by default.
+    callbacks: fastmlp.callbacks.Callback objects (on_epoch_end may stop training).
+    verbose: 1 draws a progress line per epoch on stderr, 0 is quiet.
+    seed: seeds shuffling and dropout; with the model's seed, the same seed gives bitwise-
+        identical weights whatever the thread count.
+    cache_frozen: compute the outputs of the leading frozen layers once, then train the rest on
+        them; results are identical to training without the cache.
+
+    If the loss or the gradient norm becomes NaN/Inf, training stops, the weights of the last
+    completed epoch are restored and a RuntimeWarning explains what to try.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
+    loss = _choice(loss, "loss", LOSSES)
+    optimizer = _choice(optimizer, "optimizer", OPTIMIZERS)
+    kind, hp = _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay,
+                      clip_value, clip_norm, l1, l2, max_norm)
+    _check_output(model, loss)
+    batch_size = _positive_int(batch_size, "batch_size")
+    epochs = _positive_int(epochs, "epochs")
+    if verbose not in (0, 1, 2, True, False):
+        raise ValueError(f"verbose: expected 0, 1 or 2, got {verbose!r}")
+    schedule = as_schedule(lr)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+
+    X = as_features(X, "X", model.n_inputs)
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not isinstance(y, np.ndarray) or len(y) != len(X):
+        raise ValueError(f"y: expected {len(X)} rows to match X, got "
+                         f"{len(y) if hasattr(y, '__len__') else type(y).__name__}")
+    X, y, Xv, yv = _split_validation(X, y, validation_data, validation_split)
+    yt = targets(model, y, loss, len(X))
+    if Xv is not None:
+        Xv = as_features(Xv, "validation_data[0]", model.n_inputs)
+        yv = targets(model, yv, loss, len(Xv), "validation_data[1]")
+
+    lo = next((i for i, l in enumerate(model.layers) if l.trainable), None)
+    if lo is None:
+        raise ValueError("model: every layer is frozen (trainable=False); nothing to train")
+    uses_batch_stats = any(l.batchnorm and l.trainable for l in model.layers)
+    if uses_batch_stats and min(batch_size, len(X)) < 2:
+        raise ValueError("batch_size: batch normalisation needs batches of at least 2 rows")
+    if not isinstance(cache_frozen, (bool, np.bool_)):
+        raise TypeError(f"cache_frozen: expected True or False, got {cache_frozen!r}")
+    if cache_frozen and lo == 0:
+        raise ValueError("cache_frozen: the first layer is trainable, so there is nothing to "
+                         "cache; freeze leading layers (layer.trainable = False) first")
+
+    # Early stopping and user callbacks.
+    cbs = list(callbacks or [])
+    if early_stopping is True or (isinstance(early_stopping, numbers.Integral)
+                                  and not isinstance(early_stopping, bool) and early_stopping):
+        if early_stopping is not True:
+            patience = int(early_stopping)
+        cbs.append(EarlyStopping(monitor="val_loss" if Xv is not None else "loss",
+                                 patience=patience, min_delta=min_delta,
+                                 restore_best_weights=restore_best_weights))
+    elif isinstance(early_stopping, EarlyStopping):
+        cbs.append(early_stopping)
+    elif early_stopping not in (False, None, 0):
+        raise TypeError(f"early_stopping: expected True/False or an EarlyStopping, got "
+                        f"{early_stopping!r}")
+    progress = ProgressBar() if verbose == 1 else None
+    if progress is not None:
+        cbs.append(progress)
+    callback_list = CallbackList(cbs, model)
+
+    # The engine: cached inputs for the frozen prefix, then the trainable part.
+    start = lo if cache_frozen else 0
+    fused = loss in ("cross_entropy", "binary_cross_entropy")
+    if start:
+        prefix = model._network(0, start)
+        X = prefix.predict(X, 1024, False)
+        if Xv is not None:
+            Xv = prefix.predict(Xv, 1024, False)
+    net = model._network(start, None, fused)
+    n_par = model._params.size
+    grads = np.zeros(n_par, np.float32)
+    state0 = np.zeros(n_par, np.float32)
+    state1 = np.zeros(n_par, np.float32)
+    engine = _core.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
+
+    rng = np.random.default_rng(seed)
+    dropout_seed = int(rng.integers(0, 2 ** 63))
+    n = len(X)
+    n_used = n
+    if uses_batch_stats and n % batch_size == 1:
+        n_used = n - 1  # a last batch of one row has no batch statistics: leave it out
+    n_batches = -(-n_used // batch_size)
+    history = History()
+    history.params = dict(epochs=epochs, steps=n_batches, batch_size=batch_size, loss=loss,
+                          optimizer=optimizer, samples=n)
+    plateau = [c for c in cbs if hasattr(c, "scale")]
+    classify = loss in ("cross_entropy", "binary_cross_entropy")
+    acc_den = n_used * (model.n_outputs if loss == "binary_cross_entropy" else 1)
+    step = 0
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = np.ascontiguousarray(order[:n_used], dtype=np.int64)
+        scale = math.prod(c.scale for c in plateau) if plateau else 1.0
+        lrs = np.array([schedule(step + k) for k in range(n_batches)], np.float64) * scale
+        snapshot = (model._snapshot(), state0.copy(), state1.copy())
+        total = dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
+        chunk = n_batches if progress is None else max(1, -(-n_batches // 20))
+        diverged = False
+        for b0 in range(0, n_batches, chunk):
+            b1 = min(n_batches, b0 + chunk)
+            log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed)
+            for key in total:
+                total[key] += log[key]
+            if log["diverged"]:
+                diverged = True
+                break
+            if progress is not None:
+                progress.update(b1, n_batches, {"loss": total["loss_sum"] / total["rows"]})
+        if diverged:
+            model._restore(snapshot[0])
+            state0[...] = snapshot[1]
+            state1[...] = snapshot[2]
+            history.stopped_reason = (f"diverged in epoch {epoch + 1} (loss or gradient became "
+                                      f"NaN/Inf); weights restored to the end of epoch {epoch}")
+            warnings.warn(f"fastmlp.train: {history.stopped_reason}. Try a smaller lr, "
+                          f"clip_norm=1.0, batch normalisation or a He/LeCun init.",
+                          RuntimeWarning, stacklevel=2)
+            break
+        step += n_batches
+        logs = {"loss": total["loss_sum"] / total["rows"]}
+        if classify:
+            logs["accuracy"] = total["correct"] / acc_den
+        if Xv is not None:
+            ev = engine.evaluate(Xv, yv, 1024)
+            logs["val_loss"] = ev["loss_sum"] / ev["rows"]
+            if classify:
+                logs["val_accuracy"] = ev["correct"] / (ev["rows"] * (
+                    model.n_outputs if loss == "binary_cross_entropy" else 1))
+        logs["lr"] = float(lrs[-1]) if n_batches else float(schedule(step))
+        logs["grad_norm"] = total["grad_norm_sum"] / max(total["steps"], 1)
+        logs["time"] = time.perf_counter() - t0
+        history.epoch.append(epoch)
+        for key, value in logs.items():
+            history.history.setdefault(key, []).append(value)
+        if callback_list.on_epoch_end(epoch, logs):
+            break
+    callback_list.on_train_end()
+    return history
+
+
+def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
+    """Inference-mode loss (and accuracy for classification losses) of model on (X, y)."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
+    loss = _choice(loss, "loss", LOSSES)
+    _check_output(model, loss)
+    X = as_features(X, "X", model.n_inputs)
+    yt = targets(model, y, loss, len(X))
+    bs = _positive_int(batch_size, "batch_size")
+    net = model._network(0, None, loss != "mse")
+    z = np.zeros(model._params.size, np.float32)
+    hp = dict(momentum=0.0, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0, decoupled=False, clip_value=None, clip_norm=None, l1=0.0,
+              l2=0.0, max_norm=None)
+    ev = _core.Trainer(net, loss, "sgd", hp, bs, z, z.copy(), z.copy()).evaluate(X, yt, bs)
+    out = {"loss": ev["loss_sum"] / ev["rows"]}
+    if loss != "mse":
+        out["accuracy"] = ev["correct"] / (ev["rows"] * (
+            model.n_outputs if loss == "binary_cross_entropy" else 1))
+    return out
