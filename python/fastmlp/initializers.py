@@ -14,7 +14,7 @@ constant            all ``scale``                                    the value (
 normal              N(0, scale^2)                                    std (0.05)
 uniform             U(-scale, scale)                                 limit (0.05)
 truncated_normal    N(0, scale^2), values beyond 2 std redrawn       std (0.05)
-fan_in              N(0, 1/fan_in): ``randn(n_in, n_out)/sqrt(n_in)``  variance factor (1.0)
+fan_in              N(0, 1/fan_in), the seeds' rule                  variance factor (1.0)
 glorot_normal       N(0, 2/(fan_in+fan_out))                         variance factor (1.0)
 glorot_uniform      U(-l, l), l = sqrt(6/(fan_in+fan_out))           variance factor (1.0)
 he_normal           N(0, 2/fan_in)                                   variance factor (1.0)
@@ -86,7 +86,7 @@ _DEFAULT_SCALE = {"constant": 0.0, "normal": 0.05, "uniform": 0.05, "truncated_n
 
 
 def canonical_init(name, *, argname: str = "init") -> str:
-    """The canonical name for an initializer name or alias (``"kaiming_normal"`` -> ``"he_normal"``).
+    """The canonical name of an initializer name or alias: ``"kaiming_normal"`` -> ``"he_normal"``.
 
     ``argname`` is the argument named in error messages (the trainer may pass e.g.
     ``"init"`` or ``"layers[2].init"``).

@@ -3,18 +3,16 @@
 ``step`` is 0-based and counts optimizer updates already done, so the first update uses
 ``schedule(0)``. Every schedule returns a Python float >= 0.
 
-=================  =================================================================  ==========
-class              lr(step)                                                           convention
-=================  =================================================================  ==========
-Constant           lr                                                                 -
-ExponentialDecay   initial_lr * decay_rate ** (step / decay_steps)                    TF1 tf.train.exponential_decay
-                   (``staircase=True``: floor(step / decay_steps) as the exponent)
-StepDecay          initial_lr * gamma ** (step // step_size)                          PyTorch StepLR (counted in steps)
-CosineDecay        initial_lr * ((1 - alpha) * 0.5 * (1 + cos(pi * t)) + alpha),      Keras CosineDecay
-                   t = min(step, decay_steps) / decay_steps
-Warmup             target * (step + 1) / warmup_steps while step < warmup_steps,     -
-                   then after(step - warmup_steps); target = after(0)
-=================  =================================================================  ==========
+* ``Constant(lr)``: lr.
+* ``ExponentialDecay`` (TF1 ``tf.train.exponential_decay``):
+  initial_lr * decay_rate ** (step / decay_steps); with ``staircase=True`` the exponent is
+  floor(step / decay_steps).
+* ``StepDecay`` (PyTorch ``StepLR``, counted in steps, not epochs):
+  initial_lr * gamma ** (step // step_size).
+* ``CosineDecay`` (Keras ``CosineDecay``): t = min(step, decay_steps) / decay_steps,
+  initial_lr * ((1 - alpha) * 0.5 * (1 + cos(pi * t)) + alpha).
+* ``Warmup(after, warmup_steps)``: target * (step + 1) / warmup_steps while
+  step < warmup_steps, with target = after(0); then after(step - warmup_steps).
 
 :func:`as_schedule` turns what a user passes as ``lr`` into a schedule: a number becomes
 :class:`Constant`, a :class:`Schedule` is returned as is, and any other callable of the step is
