@@ -187,7 +187,7 @@ def run_plateau(cb, values, lr=0.5, monitor="val_loss"):
     cbs.on_train_begin()
     scales = []
     for epoch, v in enumerate(values):
-        cbs.on_epoch_end(epoch, {monitor: v, "lr": lr})
+        cbs.on_epoch_end(epoch, {monitor: v, "lr": lr * cb.scale})  # the rate in effect
         scales.append(cb.scale)
     return scales
 
@@ -215,9 +215,10 @@ def test_reduce_lr_follows_the_base_lr_in_logs():
     cbs.on_epoch_end(0, {"val_loss": 1.0, "lr": 1.0})
     cbs.on_epoch_end(1, {"val_loss": 1.0, "lr": 1.0})
     assert cb.scale == pytest.approx(0.1)
-    cbs.on_epoch_end(2, {"val_loss": 1.0, "lr": 0.2})  # schedule decayed: floor is 0.01 / 0.2
+    # The schedule decayed to 0.2 (in effect 0.2 * 0.1): the floor is now 0.01 / 0.2.
+    cbs.on_epoch_end(2, {"val_loss": 1.0, "lr": 0.2 * cb.scale})
     assert cb.scale == pytest.approx(0.05)
-    cbs.on_epoch_end(3, {"val_loss": 1.0, "lr": 0.2})  # already at min_lr: unchanged
+    cbs.on_epoch_end(3, {"val_loss": 1.0, "lr": 0.2 * cb.scale})  # at min_lr: unchanged
     assert cb.scale == pytest.approx(0.05)
 
 

@@ -1,14 +1,19 @@
 """fastmlp: fused, multi-threaded C++ kernels for training multilayer perceptrons.
 
-Public modules: ``fastmlp.kernels`` (the fast kernels) and ``fastmlp.reference`` (their NumPy
+Training: ``fastmlp.MLP`` and ``fastmlp.train`` (whole training steps in C++), with
+``fastmlp.schedules``, ``fastmlp.callbacks`` and ``fastmlp.initializers``.
+Kernels: ``fastmlp.kernels`` (the fast kernels) and ``fastmlp.reference`` (their NumPy
 specification, same names and signatures).
 """
 from __future__ import annotations
 
-from . import _core, kernels, reference
+from . import _core, callbacks, initializers, kernels, reference, schedules
+from .model import MLP, Layer
+from .training import evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["kernels", "reference", "cpu_info", "set_num_threads", "get_num_threads",
+__all__ = ["MLP", "Layer", "train", "evaluate", "callbacks", "schedules", "initializers",
+           "kernels", "reference", "cpu_info", "set_num_threads", "get_num_threads",
            "__version__"]
 
 

@@ -20,8 +20,8 @@ return value of :meth:`CallbackList.on_epoch_end`) and finishes the current epoc
 The model contract: :class:`EarlyStopping` with ``restore_best_weights`` uses exactly
 ``model.get_weights() -> list of numpy arrays`` (copies) and ``model.set_weights(list)``.
 :class:`ReduceLROnPlateau` never touches the model: it keeps ``scale``, a factor the trainer
-multiplies into every scheduled learning rate, and reads the scheduled (unscaled) rate from
-``logs["lr"]``.
+multiplies into every scheduled learning rate, and reads the rate in effect (schedule times
+its scale) from ``logs["lr"]``.
 """
 from __future__ import annotations
 
@@ -225,12 +225,13 @@ class ReduceLROnPlateau(Callback):
     The callback never touches the model or the optimizer. It keeps ``self.scale`` (starting at
     1.0, kept across trainings like an optimizer's reduced rate) and the trainer uses
     ``schedule(step) * scale`` as the learning rate of every update. At each epoch end it reads
-    the scheduled, unscaled rate of that epoch from ``logs["lr"]``.
+    the rate in effect at the end of that epoch from ``logs["lr"]`` (what History records) and
+    divides its own scale back out to get the scheduled rate, written lr below.
 
     Improvement: current < best - min_delta (mode 'min') or current > best + min_delta ('max');
     'auto' picks max for names containing 'acc', else min. After ``patience`` epochs without
-    improvement, if scale * logs["lr"] > min_lr the scale becomes
-    ``max(scale * factor, min_lr / logs["lr"])`` (never pushing the effective rate of that epoch
+    improvement, if scale * lr > min_lr the scale becomes
+    ``max(scale * factor, min_lr / lr)`` (never pushing the effective rate of that epoch
     below min_lr), then ``cooldown`` epochs pass before the counter runs again. A decaying
     schedule can still take the effective rate below min_lr later; min_lr only bounds this
     callback's reductions.
@@ -261,10 +262,10 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, epoch, logs=None) -> None:
         current = _monitored(logs, self.monitor, "ReduceLROnPlateau", epoch)
         if "lr" not in logs:
-            raise ValueError(f"logs: ReduceLROnPlateau reads logs['lr'] (the scheduled learning "
-                             f"rate before its scale), missing at epoch {epoch}; available keys: "
+            raise ValueError(f"logs: ReduceLROnPlateau reads logs['lr'] (the learning rate in "
+                             f"effect), missing at epoch {epoch}; available keys: "
                              f"{', '.join(sorted(logs))}")
-        base_lr = float(logs["lr"])
+        base_lr = float(logs["lr"]) / self.scale  # the scheduled rate, before our scale
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0

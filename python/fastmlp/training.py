@@ -228,7 +228,6 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     progress = ProgressBar() if verbose == 1 else None
     if progress is not None:
         cbs.append(progress)
-    callback_list = CallbackList(cbs, model)
 
     # The engine: cached inputs for the frozen prefix, then the trainable part.
     start = lo if cache_frozen else 0
@@ -252,9 +251,12 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if uses_batch_stats and n % batch_size == 1:
         n_used = n - 1  # a last batch of one row has no batch statistics: leave it out
     n_batches = -(-n_used // batch_size)
+    params = dict(epochs=epochs, steps=n_batches, batch_size=batch_size, loss=loss,
+                  optimizer=optimizer, samples=n)
     history = History()
-    history.params = dict(epochs=epochs, steps=n_batches, batch_size=batch_size, loss=loss,
-                          optimizer=optimizer, samples=n)
+    history.params = params
+    history.stopped_reason = None
+    callback_list = CallbackList(cbs, model, params)
     plateau = [c for c in cbs if hasattr(c, "scale")]
     classify = loss in ("cross_entropy", "binary_cross_entropy")
     acc_den = n_used * (model.n_outputs if loss == "binary_cross_entropy" else 1)
@@ -262,6 +264,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     callback_list.on_train_begin()
     for epoch in range(epochs):
         t0 = time.perf_counter()
+        callback_list.on_epoch_begin(epoch)
         order = rng.permutation(n) if shuffle else np.arange(n)
         order = np.ascontiguousarray(order[:n_used], dtype=np.int64)
         scale = math.prod(c.scale for c in plateau) if plateau else 1.0
