@@ -32,6 +32,7 @@ LayerSpec layer_from_dict(const py::dict& d) {
   s.bn_eps = get<float>(d, "bn_eps");
   s.dropout = get<float>(d, "dropout");
   s.trainable = get<bool>(d, "trainable");
+  s.index = get<int>(d, "index");
   s.w = get<std::ptrdiff_t>(d, "w");
   s.b = get<std::ptrdiff_t>(d, "b");
   s.gamma = get<std::ptrdiff_t>(d, "gamma");

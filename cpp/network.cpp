@@ -103,7 +103,7 @@ const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, s
       for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] = act_forward(w.u[i], s.act, s.alpha);
     }
     if (train_mode && s.dropout > 0.f) {
-      dropout_mask(dropout_key(seed, step, l), s.dropout, n, w.mask.data());
+      dropout_mask(dropout_key(seed, step, static_cast<std::uint64_t>(s.index)), s.dropout, n, w.mask.data());
       for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] *= w.mask[i];
     }
     in = w.a.data();

@@ -24,6 +24,9 @@ struct LayerSpec {
   float bn_momentum = 0.9f, bn_eps = 1e-5f;
   float dropout = 0.f;
   bool trainable = true;
+  // Position in the whole model: keys the dropout masks, so a network that starts at a later
+  // layer (training on cached frozen outputs) draws the same masks as the full one.
+  int index = 0;
   // Offsets into params (w, b, gamma, beta) and stats (running_mean, running_var); -1 = absent.
   std::ptrdiff_t w = -1, b = -1, gamma = -1, beta = -1;
   std::ptrdiff_t running_mean = -1, running_var = -1;

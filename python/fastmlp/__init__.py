@@ -8,11 +8,12 @@ specification, same names and signatures).
 from __future__ import annotations
 
 from . import _core, callbacks, initializers, kernels, reference, schedules
+from .io import load, save
 from .model import MLP, Layer
 from .training import evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Layer", "train", "evaluate", "callbacks", "schedules", "initializers",
+__all__ = ["MLP", "Layer", "train", "evaluate", "save", "load", "callbacks", "schedules", "initializers",
            "kernels", "reference", "cpu_info", "set_num_threads", "get_num_threads",
            "__version__"]
 

@@ -257,7 +257,7 @@ class MLP:
             specs.append(dict(
                 **{"in": l.n_in, "out": l.n_out}, activation=act, alpha=float(l.alpha),
                 batchnorm=l.batchnorm, bn_momentum=self.bn_momentum, bn_eps=self.bn_eps,
-                dropout=float(l.dropout), trainable=bool(l.trainable), w=o["W"], b=o.get("b", -1),
+                dropout=float(l.dropout), trainable=bool(l.trainable), index=l.index, w=o["W"], b=o.get("b", -1),
                 gamma=o.get("gamma", -1), beta=o.get("beta", -1),
                 running_mean=o.get("running_mean", -1), running_var=o.get("running_var", -1)))
         return specs
@@ -292,6 +292,17 @@ class MLP:
         """Predicted class per row (argmax of the outputs; threshold 0.5 for one sigmoid)."""
         p = self.predict_proba(X, batch_size)
         return p.argmax(axis=1)
+
+    # ---- training (Keras-style shortcuts) ------------------------------------------------
+    def fit(self, X, y, **kwargs):
+        """fastmlp.train(self, X, y, **kwargs); returns the History."""
+        from .training import train
+        return train(self, X, y, **kwargs)
+
+    def evaluate(self, X, y, **kwargs) -> dict:
+        """fastmlp.evaluate(self, X, y, **kwargs): inference-mode loss (and accuracy)."""
+        from .training import evaluate
+        return evaluate(self, X, y, **kwargs)
 
     # ---- transfer learning --------------------------------------------------------------
     @classmethod

@@ -55,7 +55,7 @@ def forward(layers, params, stats, x, *, training, seed=0, step=0):
             c.update(u=u, mean=mean, inv_std=inv_std)
         c["z"] = z
         if train_mode and s["dropout"] > 0:
-            c["mask"] = dropout_mask(seed, step, l, y.shape, s["dropout"])
+            c["mask"] = dropout_mask(seed, step, s["index"], y.shape, s["dropout"])
             y = y * c["mask"]
         cache.append(c)
         a = y
