@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "cpu.h"
+#include "gemm.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -24,6 +25,8 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(n);
   });
   m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);
+  // Private, for tests: moves the size limit of the GEMM's direct (unpacked) path.
+  m.def("_set_gemm_direct_limit", &set_gemm_direct_limit);
   m.def("active_isa", [] { return isa_name(active_isa()); });
   m.def("set_isa", [](const std::string& name) {
     Isa isa;

@@ -1,5 +1,7 @@
 #include "dense.h"
 
+#include <vector>
+
 #include "gemm.h"
 
 namespace fastmlp {
@@ -21,6 +23,17 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
                     float* dx, float* dW, float* db) {
   // dz as a (B, O) row-major operand, formed on the fly.
   Operand dz{dy, O, 1, z, act, alpha};
+  // Small layers take the GEMM's direct path, which would form dz twice (once per GEMM): form
+  // it once here instead. Same values, so the same bits.
+  thread_local std::vector<float> dz_buf;
+  if (z && act != Act::identity && dx && gemm_takes_direct_path(I, O, B) &&
+      gemm_takes_direct_path(B, I, O)) {
+    dz_buf.resize(static_cast<size_t>(B * O));
+    for (std::ptrdiff_t r = 0; r < B; ++r)
+      for (std::ptrdiff_t j = 0; j < O; ++j)
+        dz_buf[r * O + j] = dy[r * O + j] * act_grad(z[r * O + j], act, alpha);
+    dz = Operand{dz_buf.data(), O, 1};
+  }
   // dW (I, O) = x^T (I, B) @ dz (B, O): x read transposed in place.
   Operand xT{x, 1, I};
   Epilogue ep;

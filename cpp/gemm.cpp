@@ -12,6 +12,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -37,14 +38,20 @@ std::ptrdiff_t ceil_div(std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1)
 struct Kernels {
   MicroKernel micro;
   TileStore store;
+  SmallTile small;
 };
 
 Kernels pick_kernels() {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) return {microkernel_avx2, tile_store_avx2};
+  if (active_isa() == Isa::avx2) return {microkernel_avx2, tile_store_avx2, small_tile_avx2};
 #endif
-  return {microkernel_generic, tile_store_generic};
+  return {microkernel_generic, tile_store_generic, small_tile_generic};
 }
+
+// GEMMs of at most this many multiply-adds take the direct path (no packing, no task split):
+// for the layers of small MLPs, packing and padding to whole 6 x 16 tiles cost more than the
+// arithmetic. Both paths give identical bits, so the choice is free; tests move the limit.
+std::atomic<long long> g_direct_limit{1 << 17};
 
 // Reads element (i, j) of an operand, applying the fused dz transform with a compile-time
 // activation so the switch in act_grad folds away.
@@ -118,7 +125,7 @@ void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdif
 }
 
 struct Scratch {
-  std::vector<float> a, b;
+  std::vector<float> a, b, da, db;
 };
 Scratch& scratch() {
   // One per calling thread: two Python threads may run GEMMs at once (the pool serialises the
@@ -127,7 +134,93 @@ Scratch& scratch() {
   return s;
 }
 
+// dst (rows x cols, row-major) = the operand's elements, transform applied. Unit-stride rows
+// are walked with plain pointers so the compiler vectorises the dz = dy * act'(z) product.
+template <Act kAct>
+void copy_rows_as(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t cols, float* dst) {
+  if (op.cs == 1) {
+    for (std::ptrdiff_t i = 0; i < rows; ++i) {
+      const float* p = op.p + i * op.rs;
+      const float* z = op.z ? op.z + i * op.rs : nullptr;
+      float* d = dst + i * cols;
+      if constexpr (kAct == Act::identity) {
+        std::memcpy(d, p, sizeof(float) * static_cast<size_t>(cols));
+      } else {
+        for (std::ptrdiff_t j = 0; j < cols; ++j) d[j] = p[j] * act_grad(z[j], kAct, op.alpha);
+      }
+    }
+  } else {
+    // A transposed view: walk the source along its unit stride (its rows are our columns).
+    const Reader<kAct> rd{op};
+    for (std::ptrdiff_t j = 0; j < cols; ++j)
+      for (std::ptrdiff_t i = 0; i < rows; ++i) dst[i * cols + j] = rd(i, j);
+  }
+}
+
+void copy_rows(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t cols, float* dst) {
+  if (!op.z) { copy_rows_as<Act::identity>(op, rows, cols, dst); return; }
+  switch (op.act) {
+    case Act::identity: copy_rows_as<Act::identity>(op, rows, cols, dst); break;
+    case Act::relu: copy_rows_as<Act::relu>(op, rows, cols, dst); break;
+    case Act::leaky_relu: copy_rows_as<Act::leaky_relu>(op, rows, cols, dst); break;
+    case Act::elu: copy_rows_as<Act::elu>(op, rows, cols, dst); break;
+    case Act::selu: copy_rows_as<Act::selu>(op, rows, cols, dst); break;
+    case Act::sigmoid: copy_rows_as<Act::sigmoid>(op, rows, cols, dst); break;
+    case Act::tanh: copy_rows_as<Act::tanh>(op, rows, cols, dst); break;
+    case Act::gelu: copy_rows_as<Act::gelu>(op, rows, cols, dst); break;
+  }
+}
+
+// The direct path. A is read in place with its strides unless it carries the dz transform; B is
+// read in place when it is plain row-major, otherwise copied row-major (transform applied).
+// The epilogue is the packed path's tile store, called per tile and k-block in the same order.
+void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std::ptrdiff_t N,
+                 std::ptrdiff_t K, const Operand& A, const Operand& B, float* C,
+                 std::ptrdiff_t ldc, const Epilogue& ep, Scratch& s) {
+  const float* a = A.p;
+  std::ptrdiff_t ars = A.rs, acs = A.cs;
+  if (A.z) {
+    s.da.resize(static_cast<size_t>(M * K));
+    copy_rows(A, M, K, s.da.data());
+    a = s.da.data();
+    ars = K;
+    acs = 1;
+  }
+  const float* b = B.p;
+  std::ptrdiff_t ldb = B.rs;
+  if (B.z || B.cs != 1) {
+    s.db.resize(static_cast<size_t>(K * N));
+    copy_rows(B, K, N, s.db.data());
+    b = s.db.data();
+    ldb = N;
+  }
+  if (ep.colsum_b)  // summed in k order, as pack_b_strip does
+    for (std::ptrdiff_t k = 0; k < K; ++k)
+      for (std::ptrdiff_t j = 0; j < N; ++j) ep.colsum_b[j] += b[k * ldb + j];
+  alignas(64) float acc[kMR * kNR];
+  for (std::ptrdiff_t i0 = 0; i0 < M; i0 += kMR) {
+    const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
+    for (std::ptrdiff_t j0 = 0; j0 < N; j0 += kNR) {
+      const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
+      for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+        const std::ptrdiff_t kc = std::min(kKC, K - k0);
+        kern.small(kc, a + i0 * ars + k0 * acs, ars, acs, rows, b + k0 * ldb + j0, ldb, cols,
+                   acc);
+        TileEpilogue te{k0 == 0, k0 + kc >= K, ep.bias ? ep.bias + j0 : nullptr,
+                        ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+        kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
+
+bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
+  return static_cast<long long>(M) * N * K <= g_direct_limit.load(std::memory_order_relaxed);
+}
 
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
           const Operand& B, float* C, std::ptrdiff_t ldc, const Epilogue& ep) {
@@ -147,6 +240,10 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
   }
   const Kernels kern = pick_kernels();
   const std::ptrdiff_t kKC = ceil_div(ceil_div(K, ceil_div(K, kKCMax)), 8) * 8;
+  if (gemm_takes_direct_path(M, N, K)) {
+    gemm_direct(kern, kKC, M, N, K, A, B, C, ldc, ep, scratch());
+    return;
+  }
   const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
   const int threads = serial ? 1 : num_threads();
 

@@ -34,6 +34,10 @@ struct Epilogue {
   float* colsum_b = nullptr;
 };
 
+// GEMMs with M * N * K <= macs run unpacked on the calling thread (same bits; for tests).
+void set_gemm_direct_limit(long long macs);
+bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K);
+
 // C (M, N) row-major with leading dimension ldc; C is overwritten (beta = 0).
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
           const Operand& B, float* C, std::ptrdiff_t ldc, const Epilogue& ep = Epilogue());
@@ -58,11 +62,23 @@ struct TileEpilogue {
 using TileStore = void (*)(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                            std::ptrdiff_t ldy, const TileEpilogue& e);
 
+// Direct-path tile for small GEMMs (no packing): acc (rows x cols valid, NR stride) = sum over
+// k < kc of A[r * ars + k * acs] * B[k * ldb + c], with exactly the operations of the packed
+// micro-kernel of the same ISA in the same order (one accumulator per element, k ascending), so
+// both paths give the same bits. rows <= MR, cols <= NR; nothing outside them is read.
+using SmallTile = void (*)(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
+                           std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
+                           int cols, float* acc);
+
+void small_tile_generic(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                        int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc);
 void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
                          const float* c_next, std::ptrdiff_t ldc);
 void tile_store_generic(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                         std::ptrdiff_t ldy, const TileEpilogue& e);
 #ifdef FASTMLP_HAVE_AVX2_PATH
+void small_tile_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                     int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc);
 void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
                       const float* c_next, std::ptrdiff_t ldc);
 void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,

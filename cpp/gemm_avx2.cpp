@@ -43,6 +43,51 @@ void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float
   _mm256_store_ps(acc + 80, c50); _mm256_store_ps(acc + 88, c51);
 }
 
+void small_tile_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                     int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc) {
+  // Masked loads: columns past `cols` read as 0 and are never touched in memory.
+  alignas(32) static const int kLane[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const __m256i n = _mm256_set1_epi32(cols);
+  const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane)));
+  const __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane + 8)));
+  const bool hi = cols > 8;
+  int r = 0;
+  // Two rows at a time share each B load; per element the FMA chain is the packed kernel's.
+  for (; r + 1 < rows; r += 2) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    const float* a0 = A + r * ars;
+    const float* a1 = a0 + ars;
+    for (std::ptrdiff_t k = 0; k < kc; ++k) {
+      const __m256 b0 = _mm256_maskload_ps(B + k * ldb, m0);
+      const __m256 x0 = _mm256_broadcast_ss(a0 + k * acs);
+      const __m256 x1 = _mm256_broadcast_ss(a1 + k * acs);
+      c00 = _mm256_fmadd_ps(x0, b0, c00);
+      c10 = _mm256_fmadd_ps(x1, b0, c10);
+      if (hi) {
+        const __m256 b1 = _mm256_maskload_ps(B + k * ldb + 8, m1);
+        c01 = _mm256_fmadd_ps(x0, b1, c01);
+        c11 = _mm256_fmadd_ps(x1, b1, c11);
+      }
+    }
+    _mm256_store_ps(acc + r * kNR, c00);
+    _mm256_store_ps(acc + r * kNR + 8, c01);
+    _mm256_store_ps(acc + (r + 1) * kNR, c10);
+    _mm256_store_ps(acc + (r + 1) * kNR + 8, c11);
+  }
+  for (; r < rows; ++r) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+    const float* a0 = A + r * ars;
+    for (std::ptrdiff_t k = 0; k < kc; ++k) {
+      const __m256 x0 = _mm256_broadcast_ss(a0 + k * acs);
+      c0 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(B + k * ldb, m0), c0);
+      if (hi) c1 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(B + k * ldb + 8, m1), c1);
+    }
+    _mm256_store_ps(acc + r * kNR, c0);
+    _mm256_store_ps(acc + r * kNR + 8, c1);
+  }
+}
+
 namespace {
 
 // Activations with a cheap exact vector form are applied in registers; the transcendental ones
@@ -67,25 +112,34 @@ inline __m256 apply_vec(__m256 v, Act a, __m256 alpha) {
 
 void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                      std::ptrdiff_t ldy, const TileEpilogue& e) {
-  if (cols != kNR || (e.last && e.y && !vector_act(e.act))) {
+  if (e.last && e.y && !vector_act(e.act)) {
     tile_store_generic(acc, rows, cols, C, ldc, ldy, e);
     return;
   }
+  // Partial tiles (the right edge, and the narrow layers of small MLPs) use masked loads and
+  // stores: memory past `cols` is neither read nor written. Same adds as the generic store.
+  alignas(32) static const int kLane[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const __m256i n = _mm256_set1_epi32(cols);
+  const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane)));
+  const __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane + 8)));
+  const bool full = cols == kNR;
+  auto load = [&](const float* p, __m256i m) { return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m); };
+  auto store = [&](float* p, __m256i m, __m256 v) { if (full) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, m, v); };
   const __m256 alpha = _mm256_set1_ps(e.alpha);
   __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
   const bool add_bias = e.last && e.bias;
-  if (add_bias) { bias0 = _mm256_loadu_ps(e.bias); bias1 = _mm256_loadu_ps(e.bias + 8); }
+  if (add_bias) { bias0 = load(e.bias, m0); bias1 = load(e.bias + 8, m1); }
   for (int r = 0; r < rows; ++r) {
     float* c = C + r * ldc;
     __m256 v0 = _mm256_load_ps(acc + r * kNR), v1 = _mm256_load_ps(acc + r * kNR + 8);
-    if (!e.first) { v0 = _mm256_add_ps(_mm256_loadu_ps(c), v0); v1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), v1); }
+    if (!e.first) { v0 = _mm256_add_ps(load(c, m0), v0); v1 = _mm256_add_ps(load(c + 8, m1), v1); }
     if (add_bias) { v0 = _mm256_add_ps(v0, bias0); v1 = _mm256_add_ps(v1, bias1); }
-    _mm256_storeu_ps(c, v0);
-    _mm256_storeu_ps(c + 8, v1);
+    store(c, m0, v0);
+    store(c + 8, m1, v1);
     if (e.last && e.y) {
       float* y = e.y + r * ldy;
-      _mm256_storeu_ps(y, apply_vec(v0, e.act, alpha));
-      _mm256_storeu_ps(y + 8, apply_vec(v1, e.act, alpha));
+      store(y, m0, apply_vec(v0, e.act, alpha));
+      store(y + 8, m1, apply_vec(v1, e.act, alpha));
     }
   }
 }

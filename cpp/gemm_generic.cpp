@@ -18,6 +18,17 @@ void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, fl
     for (int j = 0; j < kNR; ++j) acc[r * kNR + j] = c[r][j];
 }
 
+void small_tile_generic(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                        int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) {
+      // Same expression as the packed kernel's c[r][j] += a[r] * b[j].
+      float c = 0.f;
+      for (std::ptrdiff_t k = 0; k < kc; ++k) c += A[r * ars + k * acs] * B[k * ldb + j];
+      acc[r * kNR + j] = c;
+    }
+}
+
 void tile_store_generic(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                         std::ptrdiff_t ldy, const TileEpilogue& e) {
   for (int r = 0; r < rows; ++r) {
