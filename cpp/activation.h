@@ -47,7 +47,8 @@ inline float act_forward(float z, Act a, float alpha) {
 inline float act_grad(float z, Act a, float alpha) {
   switch (a) {
     case Act::identity: return 1.f;
-    case Act::relu: return z > 0.f ? 1.f : 0.f;
+    // The vector path of dz = dy * act'(z) (dz_row.h) computes the same 0/1 factor.
+    case Act::relu: return static_cast<float>(z > 0.f);
     case Act::leaky_relu: return z > 0.f ? 1.f : alpha;
     case Act::elu: return z > 0.f ? 1.f : alpha * std::exp(z);
     case Act::selu: return z > 0.f ? kSeluScale : kSeluScale * kSeluAlpha * std::exp(z);

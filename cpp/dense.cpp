@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "dz_row.h"
 #include "gemm.h"
 
 namespace fastmlp {
@@ -29,9 +30,7 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   if (z && act != Act::identity && dx && gemm_takes_direct_path(I, O, B) &&
       gemm_takes_direct_path(B, I, O)) {
     dz_buf.resize(static_cast<size_t>(B * O));
-    for (std::ptrdiff_t r = 0; r < B; ++r)
-      for (std::ptrdiff_t j = 0; j < O; ++j)
-        dz_buf[r * O + j] = dy[r * O + j] * act_grad(z[r * O + j], act, alpha);
+    dz_row_any(act, dy, z, dz_buf.data(), B * O, alpha);
     dz = Operand{dz_buf.data(), O, 1};
   }
   // dW (I, O) = x^T (I, B) @ dz (B, O): x read transposed in place.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "dz_row.h"
 #include "threads.h"
 
 namespace fastmlp {
@@ -57,6 +58,7 @@ std::atomic<long long> g_direct_limit{1 << 17};
 // activation so the switch in act_grad folds away.
 template <Act kAct>
 struct Reader {
+  static constexpr Act act = kAct;
   const Operand& op;
   float operator()(std::ptrdiff_t i, std::ptrdiff_t j) const {
     std::ptrdiff_t o = i * op.rs + j * op.cs;
@@ -92,8 +94,17 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       std::memcpy(dst + k * kMR, src + k * rd.op.cs, sizeof(float) * rows);
   } else if (rd.op.cs == 1) {
-    for (int r = 0; r < rows; ++r)
-      for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = rd(i0 + r, k0 + k);
+    // Row-major A (x, or dz in dx = dz W^T): contiguous source rows, plain pointers.
+    for (int r = 0; r < rows; ++r) {
+      const float* __restrict p = rd.op.p + (i0 + r) * rd.op.rs + k0;
+      if (!rd.op.z) {
+        for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = p[k];
+      } else {
+        const float* __restrict z = rd.op.z + (i0 + r) * rd.op.rs + k0;
+        for (std::ptrdiff_t k = 0; k < kc; ++k)
+          dst[k * kMR + r] = p[k] * act_grad(z[k], R::act, rd.op.alpha);
+      }
+    }
   } else {
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       for (int r = 0; r < rows; ++r) dst[k * kMR + r] = rd(i0 + r, k0 + k);
@@ -112,8 +123,10 @@ void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdif
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       std::memcpy(dst + k * kNR, src + k * rd.op.rs, sizeof(float) * cols);
   } else if (rd.op.cs == 1) {
+    // dz = dy * act'(z) as B (dW = x^T dz): contiguous rows, so the product vectorises.
     for (std::ptrdiff_t k = 0; k < kc; ++k)
-      for (int c = 0; c < cols; ++c) dst[k * kNR + c] = rd(k0 + k, j0 + c);
+      dz_row<R::act>(rd.op.p + (k0 + k) * rd.op.rs + j0, rd.op.z + (k0 + k) * rd.op.rs + j0,
+                     dst + k * kNR, cols, rd.op.alpha);
   } else {
     // Transposed B (W^T in dx = dz W^T): read each source row contiguously.
     for (int c = 0; c < cols; ++c)
@@ -140,13 +153,13 @@ template <Act kAct>
 void copy_rows_as(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t cols, float* dst) {
   if (op.cs == 1) {
     for (std::ptrdiff_t i = 0; i < rows; ++i) {
-      const float* p = op.p + i * op.rs;
-      const float* z = op.z ? op.z + i * op.rs : nullptr;
-      float* d = dst + i * cols;
+      const float* __restrict p = op.p + i * op.rs;
+      const float* __restrict z = op.z ? op.z + i * op.rs : nullptr;
+      float* __restrict d = dst + i * cols;
       if constexpr (kAct == Act::identity) {
         std::memcpy(d, p, sizeof(float) * static_cast<size_t>(cols));
       } else {
-        for (std::ptrdiff_t j = 0; j < cols; ++j) d[j] = p[j] * act_grad(z[j], kAct, op.alpha);
+        dz_row<kAct>(p, z, d, cols, op.alpha);
       }
     }
   } else {
