@@ -19,7 +19,7 @@ from . import _core
 from . import _validate as v
 from .callbacks import CallbackList, EarlyStopping, History, ProgressBar
 from .model import MLP, _positive_int, as_features
-from .schedules import as_schedule
+from .schedules import Constant, as_schedule
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 # "momentum" and "nesterov" are SGD with momentum (the seeds' MomentumOptimizer and its
@@ -268,7 +268,10 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         order = rng.permutation(n) if shuffle else np.arange(n)
         order = np.ascontiguousarray(order[:n_used], dtype=np.int64)
         scale = math.prod(c.scale for c in plateau) if plateau else 1.0
-        lrs = np.array([schedule(step + k) for k in range(n_batches)], np.float64) * scale
+        if isinstance(schedule, Constant):  # no per-step Python call for the common case
+            lrs = np.full(n_batches, schedule.lr * scale)
+        else:
+            lrs = np.array([schedule(step + k) for k in range(n_batches)], np.float64) * scale
         snapshot = (model._snapshot(), state0.copy(), state1.copy())
         total = dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
         chunk = n_batches if progress is None else max(1, -(-n_batches // 20))
