@@ -367,7 +367,8 @@ class ProgressBar(Callback):
         elif elapsed is not None:
             parts.append(f"{elapsed:.2f}s")
         for k, v in (logs or {}).items():
-            parts.append(f"{k} {_format_value(v)}")
+            if k != "time":  # the bar already shows the epoch's elapsed time
+                parts.append(f"{k} {_format_value(v)}")
         return "  ".join(parts)
 
     def update(self, batches_done: int, batches_total: int, logs: dict | None = None) -> None:
