@@ -232,7 +232,12 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
 void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
 
 bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
-  return static_cast<long long>(M) * N * K <= g_direct_limit.load(std::memory_order_relaxed);
+  const long long macs = static_cast<long long>(M) * N * K;
+  const long long limit = g_direct_limit.load(std::memory_order_relaxed);
+  // Narrow outputs (a classifier's 10 logits) fill a fraction of each 16-wide packed strip and
+  // leave the packed path one strip to split among threads: direct wins up to ~8x further
+  // (measured: 200x300x10 takes 53 us direct vs 66 us packed on 2 threads).
+  return macs <= limit || (N < kNR && macs <= 8 * limit);
 }
 
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
