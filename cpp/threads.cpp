@@ -1,8 +1,9 @@
 // A small persistent pool. Each job publishes a (generation, helper count) word; workers spin on
 // it for a short while after each job before sleeping on a condition variable, because a futex
-// wake-up costs 10-50 us on a VM, as much as a whole small-layer GEMM. Tasks are taken from an
-// atomic counter, so uneven tasks balance themselves. One job runs at a time (a mutex serialises
-// callers from different Python threads).
+// wake-up costs 10-50 us on a VM, as much as a whole small-layer GEMM. Tasks are claimed from a
+// generation-tagged atomic counter, so uneven tasks balance themselves, and the caller waits
+// only for the tasks to finish: it never waits for a helper that has not been scheduled. One job
+// runs at a time (a mutex serialises callers from different Python threads).
 #include "threads.h"
 
 #include <algorithm>
@@ -61,22 +62,23 @@ class Pool {
     const int helpers = static_cast<int>(
         std::min<std::ptrdiff_t>(n_threads_.load() - 1, n_tasks - 1));
     grow(helpers);
+    const uint64_t gen = (job_word_.load() >> 16) + 1;
     fn_ = &fn;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
+    n_tasks_.store(n_tasks, std::memory_order_relaxed);
     error_ = nullptr;
-    pending_.store(helpers, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    next_.store(tag(gen), std::memory_order_release);
     // Publish the job: generation in the high bits, helper count in the low 16, read atomically
     // together so a late worker can never pair one job's generation with another's count.
-    const uint64_t gen = (job_word_.load() >> 16) + 1;
     job_word_.store((gen << 16) | static_cast<uint64_t>(helpers));
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lk(sleep_mutex_);
       cv_.notify_all();
     }
-    work();
-    // Spin for the helpers; yield now and then so a descheduled helper can get the core back.
-    for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    work(gen);
+    // Wait for the tasks, not for the helpers: a helper the OS has not scheduled yet (another
+    // process holds its core) must not stall the call; the caller then simply runs every task.
+    for (int i = 1; done_.load(std::memory_order_acquire) < n_tasks; ++i) {
       FASTMLP_PAUSE();
       if ((i & 1023) == 0) std::this_thread::yield();
     }
@@ -98,16 +100,28 @@ class Pool {
     }
   }
 
-  void work() {
+  // The task counter carries the job's generation in its high 32 bits, so a helper that wakes
+  // late, after its job finished and the next one began, can never claim a task of the wrong job
+  // (the compare-exchange fails on the tag) nor call the wrong function.
+  static uint64_t tag(uint64_t gen) { return (gen & 0xffffffffull) << 32; }
+
+  void work(uint64_t gen) {
+    uint64_t v = next_.load(std::memory_order_acquire);
     for (;;) {
-      std::ptrdiff_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n_tasks_) return;
+      if ((v & ~0xffffffffull) != tag(gen)) return;  // a later job: not ours to help
+      const uint64_t t = v & 0xffffffffull;
+      if (t >= static_cast<uint64_t>(n_tasks_.load(std::memory_order_relaxed))) return;
+      if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        continue;
       try {
-        (*fn_)(t);
+        (*fn_)(static_cast<std::ptrdiff_t>(t));
       } catch (...) {
         std::lock_guard<std::mutex> lk(error_mutex_);
         if (!error_) error_ = std::current_exception();
       }
+      done_.fetch_add(1, std::memory_order_acq_rel);
+      v = next_.load(std::memory_order_acquire);
     }
   }
 
@@ -132,8 +146,7 @@ class Pool {
       uint64_t w = wait_for_job(seen_gen);
       seen_gen = w >> 16;
       if (id >= static_cast<int>(w & 0xffff)) continue;  // not needed for this job
-      work();
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      work(seen_gen);
     }
   }
 
@@ -142,9 +155,10 @@ class Pool {
   std::mutex job_mutex_, sleep_mutex_, error_mutex_;
   std::condition_variable cv_;
   const std::function<void(std::ptrdiff_t)>* fn_ = nullptr;
-  std::ptrdiff_t n_tasks_ = 0;
-  std::atomic<std::ptrdiff_t> next_{0};
-  std::atomic<int> pending_{0};
+  // Read by late helpers while a new job writes it (the compare-exchange then fails): atomic.
+  std::atomic<std::ptrdiff_t> n_tasks_{0};
+  std::atomic<uint64_t> next_{0};   // tag(generation) | index of the next unclaimed task
+  std::atomic<std::ptrdiff_t> done_{0};  // tasks finished in the current job
   std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> job_word_{0};
   std::exception_ptr error_;
