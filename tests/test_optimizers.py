@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastmlp import kernels, reference
-from helpers import assert_close, num_threads, rand
+from helpers import assert_close, available_isas, isa, num_threads, rand
 
 # Odd sizes around the 4-float vector width and the 16384-element chunk, plus 1-D to 3-D.
 SHAPES = [(1,), (3,), (7,), (17,), (257,), (65, 63), (300, 784), (2, 3, 5)]
@@ -77,6 +77,37 @@ def test_kernel_matches_reference(seed, name, opts):
             for sname, k_list, r_list in zip(STATES[name], ks, rs):
                 assert_close(k_list[i], r_list[i], rtol=1e-5, name=f"step {t}: {sname}[{i}]")
     assert not np.array_equal(kp[6], params[6]), "params were not updated"
+
+
+# Lengths around both vector widths (4 and 8 floats) and the 2-vector AVX2 unroll.
+TAIL_SHAPES = [(1,), (3,), (4,), (5,), (7,), (8,), (9,), (15,), (16,), (17,), (31,), (33,),
+               (65, 63)]
+
+
+@pytest.mark.skipif(len(available_isas()) < 2, reason="this CPU or build has no AVX2 path")
+@pytest.mark.parametrize("name,opts", [(n, o) for n, o in GRID if o["clip_norm"] != 1.0],
+                         ids=[f"{n}-" + "-".join(f"{k}={v}" for k, v in o.items())
+                              for n, o in GRID if o["clip_norm"] != 1.0])
+def test_avx2_path_bitwise_equal_to_portable(name, opts):
+    # Both paths do the same IEEE float32 operations in the same order (no FMA contraction), so
+    # params and state agree bit for bit; only the norm's summation order differs. (A clip_norm
+    # that triggers is left out: its coefficient derives from the norm, so may differ by an ulp.)
+    rng = np.random.default_rng(5)
+    params, states = make_problem(rng, name, TAIL_SHAPES)
+    out = {}
+    for isa_name in ("portable", "avx2_fma"):
+        p, s = copies(params), [copies(x) for x in states]
+        with isa(isa_name):
+            norms = [step(kernels, name, p, [rand(np.random.default_rng(t), *sh)
+                                             for sh in TAIL_SHAPES], s, t, **opts)
+                     for t in (1, 2)]
+        out[isa_name] = (norms, p, s)
+    (n1, p1, s1), (n2, p2, s2) = out["portable"], out["avx2_fma"]
+    assert n1 == pytest.approx(n2, rel=1e-13)
+    for i in range(len(TAIL_SHAPES)):
+        assert p1[i].tobytes() == p2[i].tobytes(), f"params[{i}] differ between paths"
+        for sname, a, b in zip(STATES[name], s1, s2):
+            assert a[i].tobytes() == b[i].tobytes(), f"{sname}[{i}] differ between paths"
 
 
 def test_sgd_without_velocities_matches_reference():
