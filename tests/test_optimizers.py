@@ -339,6 +339,12 @@ BAD = [
     ("adam", _set_item("v", 1, [0.0, 0.0, 0.0]), TypeError, r"v\[1\]"),
     ("adam", lambda a: a["v"].pop(), ValueError, r"v: expected 2 arrays"),
     ("sgd", lambda a: a["grads"].append(np.ones(3, F32)), ValueError, r"grads: expected 2"),
+    # Given but unused (no momentum): still checked, as any argument is.
+    ("sgd", lambda a: a.update(momentum=0.0) or a["velocities"].__setitem__(1, np.zeros(5, F32)),
+     ValueError, r"velocities\[1\]: expected shape \(3,\), got \(5,\)"),
+    ("adam", _set_item("m", 0, np.zeros((2, 3), ">f4")), TypeError, r"m\[0\]"),
+    ("rmsprop", _set("mean_squares", None), TypeError, r"mean_squares"),
+    ("adam", _set("v", {0: 1}), TypeError, r"v: expected a list"),
     # Aliasing: updated arrays must not share memory with each other or with a gradient.
     ("adam", lambda a: a["params"].__setitem__(1, a["params"][0][0]), ValueError,
      r"shares memory"),
@@ -374,9 +380,43 @@ def test_bad_arguments_rejected_and_arrays_untouched(name, mutate, exc, match):
         assert np.array_equal(a, b), f"array {i} was modified by a rejected call"
 
 
+@pytest.mark.parametrize("name", list(STATES))
+def test_tuples_of_arrays_accepted_like_lists(name):
+    as_lists, as_tuples = base_args(name), base_args(name)
+    for key in ("params", "grads", *STATES[name]):
+        as_tuples[key] = tuple(as_tuples[key])
+    n_lists = getattr(kernels, f"{name}_step")(**as_lists)
+    n_tuples = getattr(kernels, f"{name}_step")(**as_tuples)
+    assert n_lists == n_tuples
+    for key in ("params", *STATES[name]):
+        for a, b in zip(as_lists[key], as_tuples[key]):
+            assert np.array_equal(a, b), key
+
+
 def test_base_args_are_valid():
     # The bad-argument table only means something if the unmutated call succeeds.
     for name in STATES:
         args = base_args(name)
         assert getattr(kernels, f"{name}_step")(**args) == pytest.approx(math.sqrt(9 * 0.25))
         assert not np.array_equal(args["params"][0], np.ones((2, 3), np.float32))
+
+
+def test_core_rechecks_what_reaches_cpp():
+    # The wrappers call _core first and validate in Python only when it raises, so _core itself
+    # must reject every bad list before touching memory.
+    from fastmlp import _core
+    a = base_args("adam")
+    p, g, m, v = a["params"], a["grads"], a["m"], a["v"]
+    before = copies(p)
+    with pytest.raises(TypeError, match="accumulators: expected a list"):
+        _core.adagrad_step(p, g, None, 0.1, 1e-10, 0.0, None, None)
+    with pytest.raises(TypeError, match="v: expected a list"):
+        _core.adam_step(p, g, m, tuple(v), 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, None, None)
+    with pytest.raises(TypeError, match=r"grads\[0\]: expected float32, got dtype >f4"):
+        _core.adam_step(p, [g[0].astype(">f4"), g[1]], m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.0,
+                        False, None, None)
+    with pytest.raises(ValueError, match=r"grads\[0\]: expected a C-contiguous"):
+        _core.adam_step(p, [np.asfortranarray(g[0]), g[1]], m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.0,
+                        False, None, None)
+    for a, b in zip(p, before):
+        assert np.array_equal(a, b)
