@@ -1,8 +1,13 @@
-// Batch normalisation kernels. Work is split into blocks of feature columns: a task owns a
-// block and walks every row in order, so each column's sums are accumulated in one fixed order
-// whatever the thread count (bitwise reproducible), and the inner loops run over contiguous
-// features, which the compiler vectorises. A task's columns are re-read by the later passes
-// while they are still in L2 when B is moderate (64 columns x 1024 rows = 256 KiB).
+// Batch normalisation kernels: the task split and the per-column arithmetic; the row loops are
+// in batchnorm_kernels.inc (compiled here for the baseline ISA and in batchnorm_avx2.cpp for
+// AVX2+FMA).
+//
+// Forward: a task owns a block of feature columns and walks every row in order, so each
+// column's sums are accumulated in one fixed order whatever the thread count (bitwise
+// reproducible), and its columns are re-read by the later passes while still in L2 when B is
+// moderate (64 columns x 1024 rows = 256 KiB).
+// Backward: tasks own blocks of rows instead (see batchnorm_backward), with the block sums added
+// in block order afterwards, so it is just as reproducible.
 #include "batchnorm.h"
 
 #include <cmath>
