@@ -3,6 +3,7 @@
 #include "bind_util.h"
 #include "loss_bce.h"
 #include "losses.h"
+#include "losses_impl.h"
 
 namespace fastmlp {
 
@@ -24,6 +25,13 @@ void bind_losses(py::module_& m) {
       loss = softmax_cross_entropy(B, C, cptr(logits), lab, mptr(dlogits));
     }
     return py::make_tuple(loss, dlogits);
+  });
+  // Test hook for the vector exp behind softmax_cross_entropy (not public API).
+  m.def("_exp_f32", [](py::array x) {
+    check_f32(x, "x", {-1});
+    auto y = new_f32({x.shape(0)});
+    exp_f32(x.shape(0), cptr(x), mptr(y));
+    return y;
   });
   m.def("mse", [](py::array pred, py::array target) {
     if (pred.ndim() != 1 && pred.ndim() != 2)

@@ -1,7 +1,10 @@
-// Bindings for the fused optimizer steps. fastmlp.kernels.optimizers validates and gives the
-// friendly messages; here every array is re-checked (ndarray, float32, C-contiguous, writable
-// where updated, same shape as its param) so C++ never touches a wrong buffer, then the GIL is
-// released for the step.
+// Bindings for the fused optimizer steps. Every array is checked here (ndarray, float32,
+// C-contiguous, writable where updated, same shape as its param, no overlap with another updated
+// array) before any memory is touched, so C++ never touches a wrong buffer and a rejected call
+// changes nothing; then the GIL is released for the step. fastmlp.kernels.optimizers calls these
+// first and runs its own per-array checks (friendly messages, copies of strided gradients) only
+// when they raise: ~1.5 us per array of Python checks would otherwise cost more than the whole
+// step of a small model.
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -71,9 +74,18 @@ struct Slots {
   std::vector<OptimSlot> slots;
 };
 
-// params, grads and up to two state lists (None = the optimizer keeps no such state).
+py::list as_list(const py::object& o, const char* name) {
+  if (!py::isinstance<py::list>(o))
+    throw py::type_error(std::string(name) + ": expected a list of float32 numpy arrays");
+  return py::reinterpret_borrow<py::list>(o);
+}
+
+// params, grads and up to two state lists (None = the optimizer keeps no such state). A state0
+// list that is given but unused (SGD velocities without momentum) is checked like the others
+// but left out of the slots and of the overlap check, as the optimizer never touches it.
 Slots make_slots(const py::list& params, const py::list& grads, const py::object& state0,
-                 const char* state0_name, const py::object& state1, const char* state1_name) {
+                 const char* state0_name, const py::object& state1, const char* state1_name,
+                 bool state0_used = true) {
   const size_t n = params.size();
   if (n == 0) throw py::value_error("params: expected a non-empty list");
   auto check_len = [n](const py::list& l, const char* name) {
@@ -83,8 +95,8 @@ Slots make_slots(const py::list& params, const py::list& grads, const py::object
   };
   check_len(grads, "grads");
   py::list s0, s1;
-  if (!state0.is_none()) check_len(s0 = state0.cast<py::list>(), state0_name);
-  if (!state1.is_none()) check_len(s1 = state1.cast<py::list>(), state1_name);
+  if (!state0.is_none()) check_len(s0 = as_list(state0, state0_name), state0_name);
+  if (!state1.is_none()) check_len(s1 = as_list(state1, state1_name), state1_name);
   Slots out;
   std::vector<Span> spans;
   auto add_span = [&](const py::array& a, int list, size_t i) {
@@ -104,9 +116,11 @@ Slots make_slots(const py::list& params, const py::list& grads, const py::object
     if (!state0.is_none()) {
       py::array a = as_array(s0[i], state0_name + idx);
       check_f32(a, (state0_name + idx).c_str(), shape, /*writable=*/true);
-      slot.state0 = mptr(a);
-      add_span(a, 1, i);
-      out.keep.push_back(a);
+      if (state0_used) {
+        slot.state0 = mptr(a);
+        add_span(a, 1, i);
+        out.keep.push_back(a);
+      }
     }
     if (!state1.is_none()) {
       py::array a = as_array(s1[i], state1_name + idx);
@@ -135,33 +149,35 @@ void bind_optimizers(py::module_& m) {
            std::optional<double> clip_norm) {
           if (momentum != 0.0 && velocities.is_none())
             throw py::value_error("velocities: required when momentum > 0");
-          Slots s = make_slots(params, grads, momentum != 0.0 ? velocities : py::none(),
-                               "velocities", py::none(), "");
+          Slots s = make_slots(params, grads, velocities, "velocities", py::none(), "",
+                               /*state0_used=*/momentum != 0.0);
           py::gil_scoped_release nogil;
           return sgd_step(s.slots, lr, momentum, nesterov, weight_decay, {clip_value, clip_norm});
         });
   m.def("adagrad_step",
-        [](py::list params, py::list grads, py::list accumulators, double lr, double eps,
+        [](py::list params, py::list grads, py::object accumulators, double lr, double eps,
            double weight_decay, std::optional<double> clip_value,
            std::optional<double> clip_norm) {
-          Slots s = make_slots(params, grads, accumulators, "accumulators", py::none(), "");
+          Slots s = make_slots(params, grads, as_list(accumulators, "accumulators"), "accumulators",
+                               py::none(), "");
           py::gil_scoped_release nogil;
           return adagrad_step(s.slots, lr, eps, weight_decay, {clip_value, clip_norm});
         });
   m.def("rmsprop_step",
-        [](py::list params, py::list grads, py::list mean_squares, double lr, double rho,
+        [](py::list params, py::list grads, py::object mean_squares, double lr, double rho,
            double eps, double weight_decay, std::optional<double> clip_value,
            std::optional<double> clip_norm) {
-          Slots s = make_slots(params, grads, mean_squares, "mean_squares", py::none(), "");
+          Slots s = make_slots(params, grads, as_list(mean_squares, "mean_squares"), "mean_squares",
+                               py::none(), "");
           py::gil_scoped_release nogil;
           return rmsprop_step(s.slots, lr, rho, eps, weight_decay, {clip_value, clip_norm});
         });
   m.def("adam_step",
-        [](py::list params, py::list grads, py::list m_list, py::list v_list, long long step,
+        [](py::list params, py::list grads, py::object m_list, py::object v_list, long long step,
            double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
            std::optional<double> clip_value, std::optional<double> clip_norm) {
           if (step < 1) throw py::value_error("step: expected an integer >= 1");
-          Slots s = make_slots(params, grads, m_list, "m", v_list, "v");
+          Slots s = make_slots(params, grads, as_list(m_list, "m"), "m", as_list(v_list, "v"), "v");
           py::gil_scoped_release nogil;
           return adam_step(s.slots, step, lr, beta1, beta2, eps, weight_decay, decoupled,
                            {clip_value, clip_norm});

@@ -20,10 +20,8 @@ inline std::string shape_str(const py::array& a) {
 // Checks dtype float32, C-contiguity and the expected shape (-1 = any extent).
 inline void check_f32(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
                       bool writable = false) {
-  if (!py::dtype::of<float>().is(a.dtype()) && a.dtype().kind() != 'f')
-    throw py::type_error(std::string(name) + ": expected float32, got dtype " +
-                         std::string(py::str(a.dtype())));
-  if (a.dtype().itemsize() != 4)
+  // dtype::is is PyArray_EquivTypes: native-order float32 only ('>f4' would be misread).
+  if (!py::dtype::of<float>().is(a.dtype()))
     throw py::type_error(std::string(name) + ": expected float32, got dtype " +
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))

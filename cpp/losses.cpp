@@ -7,6 +7,8 @@
 #include <limits>
 #include <vector>
 
+#include "cpu.h"
+#include "losses_impl.h"
 #include "threads.h"
 
 namespace fastmlp {
@@ -62,6 +64,46 @@ double mse_chunk(std::ptrdiff_t n, const float* __restrict pred, const float* __
 
 }  // namespace
 
+void exp_f32_portable(std::ptrdiff_t n, const float* x, float* y) {
+  for (std::ptrdiff_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+
+void exp_f32(std::ptrdiff_t n, const float* x, float* y) {
+#ifdef FASTMLP_HAVE_AVX2_PATH
+  if (active_isa() == Isa::avx2) return exp_f32_avx2(n, x, y);
+#endif
+  exp_f32_portable(n, x, y);
+}
+
+// Rows [b0, b1) of logits (B, C), labels (B) -> dlogits rows; returns the summed row losses.
+double softmax_xent_rows_portable(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptrdiff_t C,
+                                  const float* logits, const std::int64_t* labels,
+                                  float* dlogits, float inv_B) {
+  double loss = 0.0;
+  for (std::ptrdiff_t b = b0; b < b1; ++b) {
+    const float* x = logits + b * C;
+    float* d = dlogits + b * C;
+    // Shifting by the row max keeps exp in (0, 1]: finite for any finite logits.
+    const float m = row_max(C, x);
+    double s = 0.0;
+    for (std::ptrdiff_t j = 0; j < C; ++j) {
+      const float e = std::exp(x[j] - m);
+      d[j] = e;
+      s += e;
+    }
+    const std::ptrdiff_t l = labels[b];
+    // -log p_l = log(sum exp(x - m)) - (x_l - m).
+    loss += std::log(s) - static_cast<double>(x[l] - m);
+    const float inv_s = static_cast<float>(1.0 / s);
+    const float p_l = d[l] * inv_s;
+    for (std::ptrdiff_t j = 0; j < C; ++j) d[j] = d[j] * inv_s * inv_B;
+    // Subtract the one-hot before scaling by 1/B, as the reference does: p_l - 1 can be
+    // tiny and would lose its digits after the scaling.
+    d[l] = (p_l - 1.0f) * inv_B;
+  }
+  return loss;
+}
+
 // logits (B, C), labels (B) in [0, C) -> dlogits (B, C); returns the mean loss.
 double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* logits,
                              const std::int64_t* labels, float* dlogits) {
@@ -69,33 +111,15 @@ double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* lo
   const std::ptrdiff_t n_tasks = n_chunks(B, rows);
   std::vector<double> partial(n_tasks);
   const float inv_B = 1.0f / static_cast<float>(B);
+  auto rows_fn = softmax_xent_rows_portable;
+#ifdef FASTMLP_HAVE_AVX2_PATH
+  if (active_isa() == Isa::avx2) rows_fn = softmax_xent_rows_avx2;
+#endif
   parallel_for(
       n_tasks,
       [&](std::ptrdiff_t t) {
         const std::ptrdiff_t b1 = (t + 1) * rows < B ? (t + 1) * rows : B;
-        double loss = 0.0;
-        for (std::ptrdiff_t b = t * rows; b < b1; ++b) {
-          const float* x = logits + b * C;
-          float* d = dlogits + b * C;
-          // Shifting by the row max keeps exp in (0, 1]: finite for any finite logits.
-          const float m = row_max(C, x);
-          double s = 0.0;
-          for (std::ptrdiff_t j = 0; j < C; ++j) {
-            const float e = std::exp(x[j] - m);
-            d[j] = e;
-            s += e;
-          }
-          const std::ptrdiff_t l = labels[b];
-          // -log p_l = log(sum exp(x - m)) - (x_l - m).
-          loss += std::log(s) - static_cast<double>(x[l] - m);
-          const float inv_s = static_cast<float>(1.0 / s);
-          const float p_l = d[l] * inv_s;
-          for (std::ptrdiff_t j = 0; j < C; ++j) d[j] = d[j] * inv_s * inv_B;
-          // Subtract the one-hot before scaling by 1/B, as the reference does: p_l - 1 can be
-          // tiny and would lose its digits after the scaling.
-          d[l] = (p_l - 1.0f) * inv_B;
-        }
-        partial[t] = loss;
+        partial[t] = rows_fn(t * rows, b1, C, logits, labels, dlogits, inv_B);
       },
       B * C < kSerialBelow);
   double loss = 0.0;

@@ -6,7 +6,7 @@ import pytest
 
 from fastmlp import kernels as K
 from fastmlp import reference as R
-from helpers import ODD_SIZES, assert_close, num_threads, rand
+from helpers import ODD_SIZES, assert_close, available_isas, isa, num_threads, rand
 
 
 def _params(rng, F, dtype=np.float32):
@@ -68,10 +68,11 @@ def test_reference_backward_matches_finite_differences():
 
 # --- kernel vs reference ---
 
+@pytest.mark.parametrize("isa_name", available_isas())
 @pytest.mark.parametrize("F", ODD_SIZES)
 @pytest.mark.parametrize("B", ODD_SIZES)
 @pytest.mark.parametrize("training", [True, False])
-def test_forward_matches_reference(B, F, training):
+def test_forward_matches_reference(B, F, training, isa_name):
     rng = np.random.default_rng(B * 1000 + F)
     x, gamma, beta, rm, rv = _forward_args(rng, B, F)
     if training and B == 1:
@@ -80,8 +81,9 @@ def test_forward_matches_reference(B, F, training):
         return
     rm0, rv0 = rm.copy(), rv.copy()
     rm_k, rv_k = rm.copy(), rv.copy()
-    y, mean, inv_std = K.batchnorm_forward(x, gamma, beta, rm_k, rv_k, training=training,
-                                           momentum=0.7)
+    with isa(isa_name):
+        y, mean, inv_std = K.batchnorm_forward(x, gamma, beta, rm_k, rv_k, training=training,
+                                               momentum=0.7)
     y_r, mean_r, inv_std_r = R.batchnorm_forward(x, gamma, beta, rm, rv, training=training,
                                                  momentum=0.7)
     # atol: y is O(1) and the kernel's double-accumulated mean differs from NumPy's float32
@@ -98,14 +100,16 @@ def test_forward_matches_reference(B, F, training):
         assert_close(mean, rm_k, rtol=0, atol=0, name="inference mean is running_mean")
 
 
+@pytest.mark.parametrize("isa_name", available_isas())
 @pytest.mark.parametrize("F", ODD_SIZES)
 @pytest.mark.parametrize("B", [b for b in ODD_SIZES if b > 1])
-def test_backward_matches_reference(B, F):
+def test_backward_matches_reference(B, F, isa_name):
     rng = np.random.default_rng(B * 1000 + F + 7)
     x, gamma, beta, rm, rv = _forward_args(rng, B, F)
     _, mean, inv_std = R.batchnorm_forward(x, gamma, beta, rm, rv)
     dy = rand(rng, B, F)
-    dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, inv_std)
+    with isa(isa_name):
+        dx, dgamma, dbeta = K.batchnorm_backward(dy, x, gamma, mean, inv_std)
     dx_r, dgamma_r, dbeta_r = R.batchnorm_backward(dy, x, gamma, mean, inv_std)
     # dbeta/dgamma are sums of B terms of either sign: compare against the largest term.
     scale = np.abs(dy).sum(axis=0) * np.abs((x - mean) * inv_std).max()
@@ -155,14 +159,15 @@ def test_large_mean_small_spread_stays_accurate():
 
 # --- determinism ---
 
-@pytest.mark.parametrize("shape", [(1024, 300), (257, 1000)])
-def test_bitwise_identical_for_1_and_2_threads(shape):
+@pytest.mark.parametrize("isa_name", available_isas())
+@pytest.mark.parametrize("shape", [(1024, 300), (257, 1000), (4000, 9)])
+def test_bitwise_identical_for_1_and_2_threads(shape, isa_name):
     rng = np.random.default_rng(6)
     x, gamma, beta, rm, rv = _forward_args(rng, *shape)
     dy = rand(rng, *shape)
     out = []
     for n in (1, 2):
-        with num_threads(n):
+        with num_threads(n), isa(isa_name):
             rm_n, rv_n = rm.copy(), rv.copy()
             fwd = K.batchnorm_forward(x, gamma, beta, rm_n, rv_n)
             bwd = K.batchnorm_backward(dy, x, gamma, fwd[1], fwd[2])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastmlp import kernels, reference
-from helpers import assert_close, num_threads, rand
+from helpers import assert_close, available_isas, isa, num_threads, rand
 
 # Odd sizes around the 4-float vector width and the 16384-element chunk, plus 1-D to 3-D.
 SHAPES = [(1,), (3,), (7,), (17,), (257,), (65, 63), (300, 784), (2, 3, 5)]
@@ -77,6 +77,37 @@ def test_kernel_matches_reference(seed, name, opts):
             for sname, k_list, r_list in zip(STATES[name], ks, rs):
                 assert_close(k_list[i], r_list[i], rtol=1e-5, name=f"step {t}: {sname}[{i}]")
     assert not np.array_equal(kp[6], params[6]), "params were not updated"
+
+
+# Lengths around both vector widths (4 and 8 floats) and the 2-vector AVX2 unroll.
+TAIL_SHAPES = [(1,), (3,), (4,), (5,), (7,), (8,), (9,), (15,), (16,), (17,), (31,), (33,),
+               (65, 63)]
+
+
+@pytest.mark.skipif(len(available_isas()) < 2, reason="this CPU or build has no AVX2 path")
+@pytest.mark.parametrize("name,opts", [(n, o) for n, o in GRID if o["clip_norm"] != 1.0],
+                         ids=[f"{n}-" + "-".join(f"{k}={v}" for k, v in o.items())
+                              for n, o in GRID if o["clip_norm"] != 1.0])
+def test_avx2_path_bitwise_equal_to_portable(name, opts):
+    # Both paths do the same IEEE float32 operations in the same order (no FMA contraction), so
+    # params and state agree bit for bit; only the norm's summation order differs. (A clip_norm
+    # that triggers is left out: its coefficient derives from the norm, so may differ by an ulp.)
+    rng = np.random.default_rng(5)
+    params, states = make_problem(rng, name, TAIL_SHAPES)
+    out = {}
+    for isa_name in ("portable", "avx2_fma"):
+        p, s = copies(params), [copies(x) for x in states]
+        with isa(isa_name):
+            norms = [step(kernels, name, p, [rand(np.random.default_rng(t), *sh)
+                                             for sh in TAIL_SHAPES], s, t, **opts)
+                     for t in (1, 2)]
+        out[isa_name] = (norms, p, s)
+    (n1, p1, s1), (n2, p2, s2) = out["portable"], out["avx2_fma"]
+    assert n1 == pytest.approx(n2, rel=1e-13)
+    for i in range(len(TAIL_SHAPES)):
+        assert p1[i].tobytes() == p2[i].tobytes(), f"params[{i}] differ between paths"
+        for sname, a, b in zip(STATES[name], s1, s2):
+            assert a[i].tobytes() == b[i].tobytes(), f"{sname}[{i}] differ between paths"
 
 
 def test_sgd_without_velocities_matches_reference():
@@ -308,6 +339,12 @@ BAD = [
     ("adam", _set_item("v", 1, [0.0, 0.0, 0.0]), TypeError, r"v\[1\]"),
     ("adam", lambda a: a["v"].pop(), ValueError, r"v: expected 2 arrays"),
     ("sgd", lambda a: a["grads"].append(np.ones(3, F32)), ValueError, r"grads: expected 2"),
+    # Given but unused (no momentum): still checked, as any argument is.
+    ("sgd", lambda a: a.update(momentum=0.0) or a["velocities"].__setitem__(1, np.zeros(5, F32)),
+     ValueError, r"velocities\[1\]: expected shape \(3,\), got \(5,\)"),
+    ("adam", _set_item("m", 0, np.zeros((2, 3), ">f4")), TypeError, r"m\[0\]"),
+    ("rmsprop", _set("mean_squares", None), TypeError, r"mean_squares"),
+    ("adam", _set("v", {0: 1}), TypeError, r"v: expected a list"),
     # Aliasing: updated arrays must not share memory with each other or with a gradient.
     ("adam", lambda a: a["params"].__setitem__(1, a["params"][0][0]), ValueError,
      r"shares memory"),
@@ -343,9 +380,43 @@ def test_bad_arguments_rejected_and_arrays_untouched(name, mutate, exc, match):
         assert np.array_equal(a, b), f"array {i} was modified by a rejected call"
 
 
+@pytest.mark.parametrize("name", list(STATES))
+def test_tuples_of_arrays_accepted_like_lists(name):
+    as_lists, as_tuples = base_args(name), base_args(name)
+    for key in ("params", "grads", *STATES[name]):
+        as_tuples[key] = tuple(as_tuples[key])
+    n_lists = getattr(kernels, f"{name}_step")(**as_lists)
+    n_tuples = getattr(kernels, f"{name}_step")(**as_tuples)
+    assert n_lists == n_tuples
+    for key in ("params", *STATES[name]):
+        for a, b in zip(as_lists[key], as_tuples[key]):
+            assert np.array_equal(a, b), key
+
+
 def test_base_args_are_valid():
     # The bad-argument table only means something if the unmutated call succeeds.
     for name in STATES:
         args = base_args(name)
         assert getattr(kernels, f"{name}_step")(**args) == pytest.approx(math.sqrt(9 * 0.25))
         assert not np.array_equal(args["params"][0], np.ones((2, 3), np.float32))
+
+
+def test_core_rechecks_what_reaches_cpp():
+    # The wrappers call _core first and validate in Python only when it raises, so _core itself
+    # must reject every bad list before touching memory.
+    from fastmlp import _core
+    a = base_args("adam")
+    p, g, m, v = a["params"], a["grads"], a["m"], a["v"]
+    before = copies(p)
+    with pytest.raises(TypeError, match="accumulators: expected a list"):
+        _core.adagrad_step(p, g, None, 0.1, 1e-10, 0.0, None, None)
+    with pytest.raises(TypeError, match="v: expected a list"):
+        _core.adam_step(p, g, m, tuple(v), 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, None, None)
+    with pytest.raises(TypeError, match=r"grads\[0\]: expected float32, got dtype >f4"):
+        _core.adam_step(p, [g[0].astype(">f4"), g[1]], m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.0,
+                        False, None, None)
+    with pytest.raises(ValueError, match=r"grads\[0\]: expected a C-contiguous"):
+        _core.adam_step(p, [np.asfortranarray(g[0]), g[1]], m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.0,
+                        False, None, None)
+    for a, b in zip(p, before):
+        assert np.array_equal(a, b)

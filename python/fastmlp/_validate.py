@@ -63,7 +63,10 @@ def check_shape(a: np.ndarray, name: str, shape: tuple, hint: str = "") -> None:
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
          low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number within [low, high] (open ends where asked)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    # Plain floats and ints skip the numbers.Real ABC check, the slow part on the per-step path
+    # (type(True) is bool, so bools still take the full check and are rejected).
+    if type(value) is not float and type(value) is not int and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
     v = float(value)
     if not math.isfinite(v):

@@ -1,7 +1,8 @@
 """Batch normalisation kernels. x (B, F), gamma/beta/running stats (F,); row-major float32.
 
-Each task owns a block of feature columns and walks the rows in order, so results are bitwise
-identical for any thread count. Column sums are accumulated in double.
+Column sums are taken in float over blocks of 32 rows and added across blocks in double, in a
+fixed order (the forward pass splits the work by column blocks, the backward pass by row blocks
+whose sums are combined in block order), so results are bitwise identical for any thread count.
 """
 from __future__ import annotations
 

@@ -59,6 +59,24 @@ def _check_lists(params, grads, states: dict) -> tuple[list, list, dict]:
     return params, grads, out_states
 
 
+def _call(core_step, params, grads, states: dict, *scalars) -> float:
+    """Runs core_step(params, grads, *state lists, *scalars), validating the lists first.
+
+    _core checks every array itself (dtype, C order, writability, shapes, lengths, overlaps)
+    before touching any memory, and raises TypeError/ValueError otherwise, leaving everything
+    unchanged. So the usual call, lists of ready float32 arrays, goes straight to it; only when it
+    raises do the Python checks run, to give the friendly message or to copy strided gradients
+    and call again. Checking ~20 arrays in Python on every call would cost more than the whole
+    step of a small model.
+    """
+    try:
+        return core_step(params, grads, *states.values(), *scalars)
+    except (TypeError, ValueError):
+        pass
+    params, grads, states = _check_lists(params, grads, states)
+    return core_step(params, grads, *states.values(), *scalars)
+
+
 def _flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
@@ -88,9 +106,8 @@ def sgd_step(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight
     if momentum != 0.0 and velocities is None:
         raise ValueError("velocities: required when momentum > 0; pass zero-initialised "
                          "arrays shaped like params, e.g. [np.zeros_like(p) for p in params]")
-    params, grads, st = _check_lists(params, grads, {"velocities": velocities})
-    return _core.sgd_step(params, grads, st["velocities"], lr, momentum, nesterov, weight_decay,
-                          clip_value, clip_norm)
+    return _call(_core.sgd_step, params, grads, {"velocities": velocities}, lr, momentum,
+                 nesterov, weight_decay, clip_value, clip_norm)
 
 
 def adagrad_step(params, grads, accumulators, lr, eps=1e-10, weight_decay=0.0, clip_value=None,
@@ -103,9 +120,8 @@ def adagrad_step(params, grads, accumulators, lr, eps=1e-10, weight_decay=0.0, c
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if accumulators is None:
         raise TypeError("accumulators: expected a list of float32 arrays, got None")
-    params, grads, st = _check_lists(params, grads, {"accumulators": accumulators})
-    return _core.adagrad_step(params, grads, st["accumulators"], lr, eps, weight_decay,
-                              clip_value, clip_norm)
+    return _call(_core.adagrad_step, params, grads, {"accumulators": accumulators}, lr, eps,
+                 weight_decay, clip_value, clip_norm)
 
 
 def rmsprop_step(params, grads, mean_squares, lr, rho=0.9, eps=1e-8, weight_decay=0.0,
@@ -119,9 +135,8 @@ def rmsprop_step(params, grads, mean_squares, lr, rho=0.9, eps=1e-8, weight_deca
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if mean_squares is None:
         raise TypeError("mean_squares: expected a list of float32 arrays, got None")
-    params, grads, st = _check_lists(params, grads, {"mean_squares": mean_squares})
-    return _core.rmsprop_step(params, grads, st["mean_squares"], lr, rho, eps, weight_decay,
-                              clip_value, clip_norm)
+    return _call(_core.rmsprop_step, params, grads, {"mean_squares": mean_squares}, lr, rho, eps,
+                 weight_decay, clip_value, clip_norm)
 
 
 def adam_step(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -144,6 +159,5 @@ def adam_step(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     for name, arrays in (("m", m), ("v", v)):
         if arrays is None:
             raise TypeError(f"{name}: expected a list of float32 arrays, got None")
-    params, grads, st = _check_lists(params, grads, {"m": m, "v": v})
-    return _core.adam_step(params, grads, st["m"], st["v"], int(step), lr, beta1, beta2, eps,
-                           weight_decay, decoupled, clip_value, clip_norm)
+    return _call(_core.adam_step, params, grads, {"m": m, "v": v}, int(step), lr, beta1, beta2,
+                 eps, weight_decay, decoupled, clip_value, clip_norm)

@@ -1,0 +1,154 @@
+// AVX2+FMA loss kernels: an 8-wide exp and the softmax cross-entropy rows built on it.
+// Compiled with -mavx2 -mfma; only called after the run-time CPU check in cpu.cpp.
+//
+// Nothing from the C++ standard library is used here beyond plain C functions (log): an inline
+// library function instantiated in this file could be merged at link time with the portable
+// file's copy and then run, VEX-encoded, on a CPU without AVX.
+#include <immintrin.h>
+#include <math.h>
+
+#include "losses_impl.h"
+
+namespace fastmlp {
+namespace {
+
+// exp(x) for 8 floats.
+//   Reduction: x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2, r computed with two FMAs
+//   against Cephes' two-part ln2 (the first product is exact, the difference x - n C1 too).
+//   exp(r): Cephes' degree-6 polynomial (expf.c), 1 + r + r^2 P(r), Horner with FMA.
+//   Scaling by 2^n: as two factors 2^(n >> 1) and 2^(n - (n >> 1)), both normal for n in
+//   [-150, 128], so a result in the subnormal range is rounded once (by the last multiply) and
+//   one past FLT_MAX overflows to +inf, as a correctly rounded exp would.
+// Inputs are clamped to [-104, 89] first: exp(-104) < FLT_TRUE_MIN / 2 rounds to 0, exp(89) >
+// FLT_MAX. max/min return their second operand when one is NaN, so NaN passes through.
+// Error against exp in double rounded to float: at most 1 ulp over normal results, 1 unit of
+// the last subnormal place below (checked in tests/test_losses.py over [-110, 89]).
+inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+}
+
+// Lanes [0, r) set: row tails go through maskload/maskstore, so every element of a row takes the
+// same exp (a scalar tail would round differently from the body).
+inline __m256i tail_mask(std::ptrdiff_t r) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// 4 doubles <- the 8 floats of v, added pairwise into two accumulators.
+inline void add_to_double(__m256 v, __m256d& lo, __m256d& hi) {
+  lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+inline double hsum(__m256d v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+// Row max. NaN never wins (max_ps returns its second operand, the running max, when the loaded
+// value is NaN), as in the portable path: a NaN logit shows up later as a NaN loss instead.
+// 4 accumulators: vmaxps has 3 cycles of latency and 2 ports.
+float row_max(std::ptrdiff_t C, const float* x) {
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  std::ptrdiff_t j = 0;
+  for (; j + 32 <= C; j += 32) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + j + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(x + j + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(x + j + 24), m3);
+  }
+  for (; j + 8 <= C; j += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+  m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  float r = _mm_cvtss_f32(h);
+  for (; j < C; ++j) r = x[j] > r ? x[j] : r;
+  return r;
+}
+
+}  // namespace
+
+// x (n) -> y (n) = exp(x).
+void exp_f32_avx2(std::ptrdiff_t n, const float* x, float* y) {
+  std::ptrdiff_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp256(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i mask = tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, mask, exp256(_mm256_maskload_ps(x + i, mask)));
+  }
+}
+
+// Rows [b0, b1) of logits (B, C), labels (B) -> dlogits rows; returns the summed row losses.
+// Each row: max, then e = exp(x - max) stored into dlogits while summing it in double (8 float
+// lanes widened to 4 x 2 double accumulators: the sum feeds every dlogit, and float lanes over
+// long rows drift), then one scaling pass over the L1-resident row.
+double softmax_xent_rows_avx2(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptrdiff_t C,
+                              const float* logits, const std::int64_t* labels, float* dlogits,
+                              float inv_B) {
+  double loss = 0.0;
+  for (std::ptrdiff_t b = b0; b < b1; ++b) {
+    const float* x = logits + b * C;
+    float* d = dlogits + b * C;
+    const float m = row_max(C, x);
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    std::ptrdiff_t j = 0;
+    for (; j + 16 <= C; j += 16) {
+      const __m256 e0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+      const __m256 e1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
+      _mm256_storeu_ps(d + j, e0);
+      _mm256_storeu_ps(d + j + 8, e1);
+      add_to_double(e0, s0, s1);
+      add_to_double(e1, s2, s3);
+    }
+    for (; j + 8 <= C; j += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+      _mm256_storeu_ps(d + j, e);
+      add_to_double(e, s0, s1);
+    }
+    if (j < C) {
+      const __m256i mask = tail_mask(C - j);
+      // Lanes past the row load as 0 and may exp to anything: zeroed before the sum.
+      __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vm));
+      e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+      _mm256_maskstore_ps(d + j, mask, e);
+      add_to_double(e, s0, s1);
+    }
+    const double s = hsum(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+    const std::ptrdiff_t l = labels[b];
+    // -log p_l = log(sum exp(x - m)) - (x_l - m).
+    loss += log(s) - static_cast<double>(x[l] - m);
+    // The same float operations as the portable path from here on.
+    const float inv_s = static_cast<float>(1.0 / s);
+    const float p_l = d[l] * inv_s;
+    const __m256 vs = _mm256_set1_ps(inv_s), vb = _mm256_set1_ps(inv_B);
+    for (j = 0; j + 8 <= C; j += 8)
+      _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(d + j), vs), vb));
+    for (; j < C; ++j) d[j] = d[j] * inv_s * inv_B;
+    // Subtract the one-hot before scaling by 1/B, as the reference does.
+    d[l] = (p_l - 1.0f) * inv_B;
+  }
+  return loss;
+}
+
+}  // namespace fastmlp
