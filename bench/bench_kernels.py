@@ -16,9 +16,6 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from malloc_env import ensure_steady_malloc  # noqa: E402
-
-ensure_steady_malloc()
 import fastmlp  # noqa: E402
 from fastmlp import kernels as K  # noqa: E402
 from fastmlp import reference as R  # noqa: E402

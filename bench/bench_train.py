@@ -25,9 +25,6 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from malloc_env import ensure_steady_malloc  # noqa: E402
-
-ensure_steady_malloc()
 import fastmlp  # noqa: E402
 from fastmlp.datasets import load_digits  # noqa: E402
 from fastmlp.reference import training as RT  # noqa: E402
