@@ -1,4 +1,6 @@
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "bind_util.h"
 #include "loss_bce.h"
@@ -6,6 +8,28 @@
 #include "losses_impl.h"
 
 namespace fastmlp {
+
+namespace {
+
+// Losses over two same-shape 1-D or 2-D arrays: (mean loss, gradient w.r.t. the first).
+py::tuple elementwise_loss(py::array a, py::array b, const char* a_name, const char* b_name,
+                           double (*loss_fn)(std::ptrdiff_t, const float*, const float*, float*)) {
+  if (a.ndim() != 1 && a.ndim() != 2)
+    throw py::value_error(std::string(a_name) + ": expected a 1-D or 2-D array, got shape " +
+                          shape_str(a));
+  const std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  check_f32(a, a_name, shape);
+  check_f32(b, b_name, shape);
+  auto grad = new_f32(shape);
+  double loss;
+  {
+    py::gil_scoped_release nogil;
+    loss = loss_fn(a.size(), cptr(a), cptr(b), mptr(grad));
+  }
+  return py::make_tuple(loss, grad);
+}
+
+}  // namespace
 
 void bind_losses(py::module_& m) {
   m.def("softmax_cross_entropy", [](py::array logits, py::array labels) {
@@ -34,32 +58,10 @@ void bind_losses(py::module_& m) {
     return y;
   });
   m.def("mse", [](py::array pred, py::array target) {
-    if (pred.ndim() != 1 && pred.ndim() != 2)
-      throw py::value_error("pred: expected a 1-D or 2-D array, got shape " + shape_str(pred));
-    const std::vector<py::ssize_t> shape(pred.shape(), pred.shape() + pred.ndim());
-    check_f32(pred, "pred", shape);
-    check_f32(target, "target", shape);
-    auto dpred = new_f32(shape);
-    double loss;
-    {
-      py::gil_scoped_release nogil;
-      loss = mse(pred.size(), cptr(pred), cptr(target), mptr(dpred));
-    }
-    return py::make_tuple(loss, dpred);
+    return elementwise_loss(pred, target, "pred", "target", mse);
   });
   m.def("binary_cross_entropy", [](py::array logits, py::array targets) {
-    if (logits.ndim() != 1 && logits.ndim() != 2)
-      throw py::value_error("logits: expected a 1-D or 2-D array, got shape " + shape_str(logits));
-    const std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + logits.ndim());
-    check_f32(logits, "logits", shape);
-    check_f32(targets, "targets", shape);
-    auto dlogits = new_f32(shape);
-    double loss;
-    {
-      py::gil_scoped_release nogil;
-      loss = binary_cross_entropy(logits.size(), cptr(logits), cptr(targets), mptr(dlogits));
-    }
-    return py::make_tuple(loss, dlogits);
+    return elementwise_loss(logits, targets, "logits", "targets", binary_cross_entropy);
   });
 }
 

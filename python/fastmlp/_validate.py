@@ -78,6 +78,17 @@ def real(value, name: str, *, low: float | None = None, high: float | None = Non
     return v
 
 
+def integer(value, name: str, *, low: int = 0, what: str = "") -> int:
+    """An integer >= low (0: "non-negative", 1: "positive"); `what` says what it counts."""
+    kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    expected = f"{name}: expected {kind}" + (f" ({what})" if what else "")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{expected}, got {value}")
+    return int(value)
+
+
 def optional_real(value, name: str, **bounds) -> float | None:
     return None if value is None else real(value, name, **bounds)
 

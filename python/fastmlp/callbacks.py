@@ -34,16 +34,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ._validate import integer as _integer
 from ._validate import real as _real
 
 
 def _nonneg_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a non-negative integer (epochs), got "
-                        f"{type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name}: expected a non-negative integer (epochs), got {value}")
-    return int(value)
+    return _integer(value, name, low=0, what="epochs")
 
 
 def _bool(value, name: str) -> bool:

@@ -49,12 +49,12 @@ Default rule (:func:`default_init`), from the activation that follows the layer:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, Union
 
 import numpy as np
 
 from ._validate import ACTIVATIONS as _LAYER_ACTIVATIONS
+from ._validate import integer
 from ._validate import real as _real
 
 INITIALIZERS = ("zeros", "constant", "normal", "uniform", "truncated_normal", "fan_in",
@@ -119,12 +119,7 @@ def default_init(activation) -> str:
 
 
 def _fan(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__} "
-                        f"{value!r}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
-    return int(value)
+    return integer(value, name, low=1)
 
 
 def _check_rng(rng) -> np.random.Generator:

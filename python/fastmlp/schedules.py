@@ -26,28 +26,18 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ._validate import integer as _integer
 from ._validate import real as _real
 
 LearningRate = Union[float, "Schedule", Callable[[int], float]]
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a positive integer (a number of steps), got "
-                        f"{type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer (a number of steps), got {value}")
-    return int(value)
+    return _integer(value, name, low=1, what="a number of steps")
 
 
 def _check_step(step) -> int:
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"step: expected a non-negative integer (optimizer updates done), got "
-                        f"{type(step).__name__} {step!r}")
-    if step < 0:
-        raise ValueError(f"step: expected a non-negative integer (optimizer updates done), "
-                         f"got {step}")
-    return int(step)
+    return _integer(step, "step", low=0, what="optimizer updates done")
 
 
 class Schedule:
