@@ -391,6 +391,21 @@ def test_bad_model_arguments():
                       loss="cross_entropy", batch_size=1, **quiet())
 
 
+def test_callable_init_is_drawn_checked_and_saved(tmp_path):
+    def ones(fan_in, fan_out, rng):
+        return np.full((fan_in, fan_out), 0.5)
+
+    model = fastmlp.MLP([3, 4, 2], init=[ones, "zeros"], seed=0)
+    np.testing.assert_array_equal(model.layers[0].W, 0.5)
+    np.testing.assert_array_equal(model.layers[1].W, 0.0)
+    fastmlp.save(model, tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert loaded.layers[0].init == "callable:ones"
+    np.testing.assert_array_equal(loaded.layers[0].W, 0.5)
+    with pytest.raises(ValueError, match=r"init\[0\]"):
+        fastmlp.MLP([3, 4, 2], init=lambda i, o, rng: np.zeros((o, i)))
+
+
 def test_weights_are_views_into_the_models_buffer():
     model = fastmlp.MLP([3, 4, 2], batchnorm=True, seed=0)
     layer = model.layers[0]

@@ -33,7 +33,11 @@ def save(model: MLP, path) -> None:
             "output_activation": model.output_activation, "bn_momentum": model.bn_momentum,
             "bn_eps": model.bn_eps,
             "layers": [{"activation": l.activation, "alpha": l.alpha, "batchnorm": l.batchnorm,
-                        "dropout": l.dropout, "init": l.init, "trainable": l.trainable}
+                        "dropout": l.dropout,
+                        # a callable initialiser is recorded by name only (it is code)
+                        "init": l.init if isinstance(l.init, str) else
+                        f"callable:{getattr(l.init, '__name__', 'init')}",
+                        "trainable": l.trainable}
                        for l in model.layers]}
     arrays = {"fastmlp": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     for l in model.layers:

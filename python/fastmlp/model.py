@@ -102,8 +102,9 @@ class MLP:
         loss="cross_entropy" the softmax (and with "binary_cross_entropy" the sigmoid) is fused
         into the loss, so those are the natural choices for classifiers.
     alpha: leaky_relu / elu slope (None = 0.01 / 1.0), or a list per hidden layer.
-    init: initialiser name per layer (scalar or list of len(sizes) - 1); None picks the default
-        for the layer's activation: He for the ReLU family, LeCun for SELU, Glorot otherwise.
+    init: initialiser name per layer (scalar or list of len(sizes) - 1), or a callable
+        init(fan_in, fan_out, rng) -> (fan_in, fan_out) array; None picks the default for the
+        layer's activation: He for the ReLU family, LeCun for SELU, Glorot otherwise.
     bias_init: constant initial bias (scalar or per layer). Batch-norm layers have no bias
         (layer.b is None): the normalisation would subtract it again; beta is their shift.
     batchnorm: True = batch norm on every hidden layer; a list of len(sizes) - 1 chooses per
@@ -154,8 +155,13 @@ class MLP:
             bn = bns[i]
             if not isinstance(bn, (bool, np.bool_)):
                 raise TypeError(f"batchnorm: expected True/False (or a list of them), got {bn!r}")
-            ini = canonical_init(inits[i]) if inits[i] is not None else \
-                default_init("identity" if act == "softmax" else act)
+            argname = f"init[{i}]" if isinstance(init, (list, tuple)) else "init"
+            if inits[i] is None:
+                ini = default_init("identity" if act == "softmax" else act)
+            elif callable(inits[i]):  # init(fan_in, fan_out, rng) -> array, checked when drawn
+                ini = inits[i]
+            else:
+                ini = canonical_init(inits[i], argname=argname)
             layer = Layer(self, i, self.sizes[i], self.sizes[i + 1], act, a, bool(bn), d, ini)
             offs = {}
             # A batch-norm layer has no bias: normalising subtracts it again (beta shifts).
@@ -175,7 +181,8 @@ class MLP:
 
         rng = np.random.default_rng(seed)
         for layer, b0 in zip(self.layers, biases):
-            layer.W = initialize(layer.init, layer.n_in, layer.n_out, rng)
+            layer.W = initialize(layer.init, layer.n_in, layer.n_out, rng,
+                                 argname=f"init[{layer.index}]")
             if not layer.batchnorm:
                 layer.b[...] = v.real(b0, "bias_init")
             else:
