@@ -210,9 +210,13 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
   if (ep.colsum_b)  // summed in k order, as pack_b_strip does
     for (std::ptrdiff_t k = 0; k < K; ++k)
       for (std::ptrdiff_t j = 0; j < N; ++j) ep.colsum_b[j] += b[k * ldb + j];
-  alignas(64) float acc[kMR * kNR];
-  for (std::ptrdiff_t i0 = 0; i0 < M; i0 += kMR) {
-    const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
+  // Tiles here are up to kDirectRows tall (16 KiB of accumulators, in L1): each element's sum
+  // does not depend on the tiling, and tall tiles cut the per-call cost that dominated the
+  // 6-row tiles of narrow layers (a 1-50-10-1 step made 114 tile calls).
+  constexpr int kDirectRows = 256;
+  alignas(64) float acc[kDirectRows * kNR];
+  for (std::ptrdiff_t i0 = 0; i0 < M; i0 += kDirectRows) {
+    const int rows = int(std::min<std::ptrdiff_t>(kDirectRows, M - i0));
     for (std::ptrdiff_t j0 = 0; j0 < N; j0 += kNR) {
       const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
       for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {

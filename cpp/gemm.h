@@ -65,7 +65,7 @@ using TileStore = void (*)(const float* acc, int rows, int cols, float* C, std::
 // Direct-path tile for small GEMMs (no packing): acc (rows x cols valid, NR stride) = sum over
 // k < kc of A[r * ars + k * acs] * B[k * ldb + c], with exactly the operations of the packed
 // micro-kernel of the same ISA in the same order (one accumulator per element, k ascending), so
-// both paths give the same bits. rows <= MR, cols <= NR; nothing outside them is read.
+// both paths give the same bits. Any number of rows; cols <= NR; nothing outside them is read.
 using SmallTile = void (*)(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
                            std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
                            int cols, float* acc);

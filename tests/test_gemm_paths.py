@@ -15,7 +15,8 @@ from helpers import available_isas, isa
 
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
-          (17, 400, 3), (65, 16, 15), (9, 257, 17)]  # K = 400, 257: more than one k-block
+          (17, 400, 3), (65, 16, 15), (9, 257, 17),  # K = 400, 257: more than one k-block
+          (300, 7, 20), (513, 3, 17)]  # M > 256: the direct path works in row chunks
 
 
 @contextlib.contextmanager
