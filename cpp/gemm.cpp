@@ -90,9 +90,15 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
   // Walk the source along its unit stride: rows of a row-major A, columns of a transposed one.
   if (!rd.op.z && rd.op.rs == 1) {
     // Transposed A (x^T in dW = x^T dz): each k reads MR contiguous floats.
+    // A fixed-size copy per k, not memcpy: a library call per 24 bytes cost more than the copy.
     const float* src = rd.op.p + i0 + k0 * rd.op.cs;
-    for (std::ptrdiff_t k = 0; k < kc; ++k)
-      std::memcpy(dst + k * kMR, src + k * rd.op.cs, sizeof(float) * rows);
+    if (rows == kMR) {
+      for (std::ptrdiff_t k = 0; k < kc; ++k)
+        for (int r = 0; r < kMR; ++r) dst[k * kMR + r] = src[k * rd.op.cs + r];
+    } else {
+      for (std::ptrdiff_t k = 0; k < kc; ++k)
+        for (int r = 0; r < rows; ++r) dst[k * kMR + r] = src[k * rd.op.cs + r];
+    }
   } else if (rd.op.cs == 1) {
     // Row-major A (x, or dz in dx = dz W^T): contiguous source rows, plain pointers.
     for (int r = 0; r < rows; ++r) {
