@@ -24,11 +24,10 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
                     float* dx, float* dW, float* db) {
   // dz as a (B, O) row-major operand, formed on the fly.
   Operand dz{dy, O, 1, z, act, alpha};
-  // Small layers take the GEMM's direct path, which would form dz twice (once per GEMM): form
-  // it once here instead. Same values, so the same bits.
+  // When both GEMMs run, each would form dz while packing (or, on the direct path, copying):
+  // form it once here instead, one vectorised pass. Same values, so the same bits.
   thread_local std::vector<float> dz_buf;
-  if (z && act != Act::identity && dx && gemm_takes_direct_path(I, O, B) &&
-      gemm_takes_direct_path(B, I, O)) {
+  if (z && act != Act::identity && dx) {
     dz_buf.resize(static_cast<size_t>(B * O));
     dz_row_any(act, dy, z, dz_buf.data(), B * O, alpha);
     dz = Operand{dz_buf.data(), O, 1};
