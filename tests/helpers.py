@@ -34,6 +34,20 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-6, name="result"):
             f"rtol={rtol}, atol={atol})")
 
 
+def numeric_grad(f, x, h=1e-6):
+    """Central finite differences of the scalar f() with respect to x, perturbed in place."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        fp = f()
+        x[i] = old - h
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
+
+
 @contextlib.contextmanager
 def num_threads(n: int):
     old = fastmlp.get_num_threads()

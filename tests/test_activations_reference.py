@@ -3,24 +3,9 @@ import numpy as np
 import pytest
 
 from fastmlp import reference as R
-from helpers import assert_close
+from helpers import assert_close, numeric_grad
 
 ACTS = list(R.ACTIVATIONS)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 @pytest.mark.parametrize("act", ACTS)

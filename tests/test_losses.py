@@ -7,24 +7,12 @@ import pytest
 from fastmlp import kernels as K
 from fastmlp import reference as R
 from fastmlp import _core
-from helpers import ODD_SIZES, assert_close, available_isas, isa, num_threads, rand
+from helpers import (ODD_SIZES, assert_close, available_isas, isa, num_threads, numeric_grad,
+                     rand)
 
 
 def _labels(rng, B, C, dtype=np.int64):
     return rng.integers(0, C, B).astype(dtype)
-
-
-def _numeric_grad(f, a, h=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + h
-        lp = f()
-        a[i] = old - h
-        lm = f()
-        a[i] = old
-        g[i] = (lp - lm) / (2 * h)
-    return g
 
 
 # --- reference vs central finite differences (float64) ---
@@ -36,7 +24,7 @@ def test_reference_cross_entropy_gradient_matches_finite_differences():
     loss, dlogits = R.softmax_cross_entropy(logits, labels)
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     assert loss == pytest.approx(-np.log(p[np.arange(4), labels]).mean(), rel=1e-12)
-    num = _numeric_grad(lambda: R.softmax_cross_entropy(logits, labels)[0], logits)
+    num = numeric_grad(lambda: R.softmax_cross_entropy(logits, labels)[0], logits)
     assert_close(dlogits, num, rtol=1e-6, atol=1e-8, name="dlogits")
 
 
@@ -46,7 +34,7 @@ def test_reference_mse_gradient_matches_finite_differences(shape):
     pred, target = rng.standard_normal(shape), rng.standard_normal(shape)
     loss, dpred = R.mse(pred, target)
     assert loss == pytest.approx(((pred - target) ** 2).mean(), rel=1e-12)
-    num = _numeric_grad(lambda: R.mse(pred, target)[0], pred)
+    num = numeric_grad(lambda: R.mse(pred, target)[0], pred)
     assert_close(dpred, num, rtol=1e-6, atol=1e-9, name="dpred")
 
 
