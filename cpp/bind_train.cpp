@@ -207,7 +207,7 @@ void bind_train(py::module_& m) {
              RunLog log;
              {
                py::gil_scoped_release nogil;
-               log = t.trainer->run(n, cptr(X), tg, ord, m, b0, b1, lr, step0, seed);
+               log = t.trainer->run(cptr(X), tg, ord, m, b0, b1, lr, step0, seed);
              }
              return log_dict(log);
            })

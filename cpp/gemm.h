@@ -36,7 +36,6 @@ struct Epilogue {
 
 // GEMMs with M * N * K <= macs run unpacked on the calling thread (same bits; for tests).
 void set_gemm_direct_limit(long long macs);
-bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K);
 
 // C (M, N) row-major with leading dimension ldc; C is overwritten (beta = 0).
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,

@@ -113,11 +113,9 @@ void Trainer::apply_max_norm() {
   }
 }
 
-RunLog Trainer::run(std::ptrdiff_t n, const float* X, const Targets& y,
-                    const std::int64_t* order, std::ptrdiff_t n_order, std::ptrdiff_t b0,
-                    std::ptrdiff_t b1, const double* lrs, std::int64_t step0,
-                    std::uint64_t seed) {
-  (void)n;
+RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
+                    std::ptrdiff_t n_order, std::ptrdiff_t b0, std::ptrdiff_t b1,
+                    const double* lrs, std::int64_t step0, std::uint64_t seed) {
   RunLog log;
   const std::ptrdiff_t I = net_.n_inputs(), W = y.width;
   for (std::ptrdiff_t k = b0; k < b1; ++k) {

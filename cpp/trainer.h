@@ -58,7 +58,7 @@ class Trainer {
   // (Adam's bias correction uses step0 + 1, ...; dropout masks are keyed by the global step).
   // Stops early, with diverged set, at the first non-finite loss (before touching the weights)
   // or non-finite gradient norm (after the update: the caller restores its snapshot).
-  RunLog run(std::ptrdiff_t n, const float* X, const Targets& y, const std::int64_t* order,
+  RunLog run(const float* X, const Targets& y, const std::int64_t* order,
              std::ptrdiff_t n_order, std::ptrdiff_t b0, std::ptrdiff_t b1, const double* lrs,
              std::int64_t step0, std::uint64_t seed);
 

@@ -153,6 +153,17 @@ def test_reduce_lr_on_plateau_lowers_the_rate_in_effect():
     assert h.history["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.025])
 
 
+def test_only_reduce_lr_on_plateau_scales_the_rate():
+    class HasScale(Callback):  # a user callback that happens to have a `scale` attribute
+        scale = 0.5
+
+    X, y = blobs()
+    model = fastmlp.MLP([6, 8, 3], seed=0)
+    h = fastmlp.train(model, X, y, loss="cross_entropy", lr=0.1, epochs=2,
+                      callbacks=[HasScale()], **quiet(seed=0))
+    assert h.history["lr"] == [0.1, 0.1]
+
+
 # ---- schedules ----
 
 @pytest.mark.parametrize("schedule", [

@@ -78,6 +78,11 @@ class Layer:
             raise TypeError(f"trainable: expected True or False, got {value!r}")
         object.__setattr__(self, name, value)
 
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters: W, then b, or gamma and beta with batch norm (no bias)."""
+        return self.n_in * self.n_out + self.n_out * (2 if self.batchnorm else 1)
+
     def __repr__(self) -> str:
         extra = (", batchnorm" if self.batchnorm else "") + \
             (f", dropout={self.dropout}" if self.dropout else "") + \
@@ -199,7 +204,7 @@ class MLP:
         return self.sizes[-1]
 
     def count_params(self) -> int:
-        return sum(l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1) for l in self.layers)
+        return sum(l.n_params for l in self.layers)
 
     def __repr__(self) -> str:
         return "MLP(" + ", ".join(repr(l) for l in self.layers) + ")"
@@ -208,12 +213,12 @@ class MLP:
         rows = [f"{'layer':<6}{'shape':<14}{'activation':<12}{'bn':<4}{'dropout':<9}"
                 f"{'trainable':<10}{'params':>8}"]
         for l in self.layers:
-            n = l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1)
+            n = l.n_params
             rows.append(f"{l.index:<6}{f'{l.n_in}x{l.n_out}':<14}{l.activation:<12}"
                         f"{'yes' if l.batchnorm else '':<4}{l.dropout or '':<9}"
                         f"{str(l.trainable):<10}{n:>8}")
         rows.append(f"total trainable parameters: "
-                    f"{sum(l.n_in * l.n_out + l.n_out * (2 if l.batchnorm else 1) for l in self.layers if l.trainable)}")
+                    f"{sum(l.n_params for l in self.layers if l.trainable)}")
         return "\n".join(rows)
 
     # ---- weights as arrays ---------------------------------------------------------------

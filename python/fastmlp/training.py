@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
-from .callbacks import CallbackList, EarlyStopping, History, ProgressBar
+from .callbacks import CallbackList, EarlyStopping, History, ProgressBar, ReduceLROnPlateau
 from .model import MLP, _positive_int, as_features
 from .schedules import Constant, as_schedule
 
@@ -90,8 +90,10 @@ def _check_output(model: MLP, loss: str) -> None:
         raise ValueError("binary_cross_entropy needs at least one output")
 
 
-def _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay, clip_value,
-           clip_norm, l1, l2, max_norm) -> tuple[str, dict]:
+def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, eps=None,
+           weight_decay=0.0, clip_value=None, clip_norm=None, l1=0.0, l2=0.0,
+           max_norm=None) -> tuple[str, dict]:
+    """The engine's optimizer and regularisation settings, validated (train's defaults)."""
     kind = {"momentum": "sgd", "nesterov": "sgd", "adamw": "adam"}.get(optimizer, optimizer)
     if momentum is None:
         momentum = 0.9 if optimizer in ("momentum", "nesterov") else 0.0
@@ -116,6 +118,11 @@ def _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay, 
         raise ValueError("nesterov: Nesterov momentum needs optimizer='sgd' with momentum > 0 "
                          "(or optimizer='nesterov')")
     return kind, hp
+
+
+def _scored_per_row(model: MLP, loss: str) -> int:
+    """Predictions that accuracy scores per row: one class, or every output of binary targets."""
+    return model.n_outputs if loss == "binary_cross_entropy" else 1
 
 
 def _split_validation(X, y, validation_data, validation_split):
@@ -257,9 +264,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     history.params = params
     history.stopped_reason = None
     callback_list = CallbackList(cbs, model, params)
-    plateau = [c for c in cbs if hasattr(c, "scale")]
+    plateau = [c for c in cbs if isinstance(c, ReduceLROnPlateau)]
     classify = loss in ("cross_entropy", "binary_cross_entropy")
-    acc_den = n_used * (model.n_outputs if loss == "binary_cross_entropy" else 1)
+    acc_den = n_used * _scored_per_row(model, loss)
     step = 0
     callback_list.on_train_begin()
     for epoch in range(epochs):
@@ -304,8 +311,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             ev = engine.evaluate(Xv, yv, 1024)
             logs["val_loss"] = ev["loss_sum"] / ev["rows"]
             if classify:
-                logs["val_accuracy"] = ev["correct"] / (ev["rows"] * (
-                    model.n_outputs if loss == "binary_cross_entropy" else 1))
+                logs["val_accuracy"] = ev["correct"] / (ev["rows"] * _scored_per_row(model, loss))
         logs["lr"] = float(lrs[-1]) if n_batches else float(schedule(step))
         logs["grad_norm"] = total["grad_norm_sum"] / max(total["steps"], 1)
         logs["time"] = time.perf_counter() - t0
@@ -329,12 +335,9 @@ def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
     bs = _positive_int(batch_size, "batch_size")
     net = model._network(0, None, loss != "mse")
     z = np.zeros(model._params.size, np.float32)
-    hp = dict(momentum=0.0, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-              weight_decay=0.0, decoupled=False, clip_value=None, clip_norm=None, l1=0.0,
-              l2=0.0, max_norm=None)
-    ev = _core.Trainer(net, loss, "sgd", hp, bs, z, z.copy(), z.copy()).evaluate(X, yt, bs)
+    kind, hp = _hyper("sgd")  # evaluation never steps: any optimizer will do
+    ev = _core.Trainer(net, loss, kind, hp, bs, z, z.copy(), z.copy()).evaluate(X, yt, bs)
     out = {"loss": ev["loss_sum"] / ev["rows"]}
     if loss != "mse":
-        out["accuracy"] = ev["correct"] / (ev["rows"] * (
-            model.n_outputs if loss == "binary_cross_entropy" else 1))
+        out["accuracy"] = ev["correct"] / (ev["rows"] * _scored_per_row(model, loss))
     return out
