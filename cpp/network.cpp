@@ -103,7 +103,8 @@ const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, s
       for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] = act_forward(w.u[i], s.act, s.alpha);
     }
     if (train_mode && s.dropout > 0.f) {
-      dropout_mask(dropout_key(seed, step, static_cast<std::uint64_t>(s.index)), s.dropout, n, w.mask.data());
+      const std::uint64_t key = dropout_key(seed, step, static_cast<std::uint64_t>(s.index));
+      dropout_mask(key, s.dropout, n, w.mask.data());
       for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] *= w.mask[i];
     }
     in = w.a.data();
