@@ -101,7 +101,8 @@ void bind_train(py::module_& m) {
              check_f32(params, "params", {-1}, true);
              check_f32(stats, "stats", {-1}, true);
              std::vector<LayerSpec> specs;
-             for (const auto& item : layers) specs.push_back(layer_from_dict(item.cast<py::dict>()));
+             for (const auto& item : layers)
+               specs.push_back(layer_from_dict(item.cast<py::dict>()));
              auto p = std::make_shared<PyNetwork>();
              p->params = params;
              p->stats = stats;
@@ -197,7 +198,8 @@ void bind_train(py::module_& m) {
              const auto* ord = static_cast<const std::int64_t*>(order.data());
              const py::ssize_t m = order.shape(0);
              for (py::ssize_t i = 0; i < m; ++i)
-               if (ord[i] < 0 || ord[i] >= n) throw py::value_error("order: row index out of range");
+               if (ord[i] < 0 || ord[i] >= n)
+                 throw py::value_error("order: row index out of range");
              if (!py::dtype::of<double>().is(lrs.dtype()) || lrs.ndim() != 1 ||
                  !(lrs.flags() & py::array::c_style))
                throw py::value_error("lrs: expected a C-contiguous float64 array");

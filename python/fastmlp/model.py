@@ -269,7 +269,8 @@ class MLP:
             specs.append(dict(
                 **{"in": l.n_in, "out": l.n_out}, activation=act, alpha=float(l.alpha),
                 batchnorm=l.batchnorm, bn_momentum=self.bn_momentum, bn_eps=self.bn_eps,
-                dropout=float(l.dropout), trainable=bool(l.trainable), index=l.index, w=o["W"], b=o.get("b", -1),
+                dropout=float(l.dropout), trainable=bool(l.trainable), index=l.index,
+                w=o["W"], b=o.get("b", -1),
                 gamma=o.get("gamma", -1), beta=o.get("beta", -1),
                 running_mean=o.get("running_mean", -1), running_var=o.get("running_var", -1)))
         return specs
