@@ -105,6 +105,10 @@ class Callback:
     def on_train_end(self, logs: dict | None = None) -> None:
         pass
 
+    def on_finding(self, finding, step: int) -> None:
+        """A gradient-health finding appeared at global step `step` (train(monitor=N) only;
+        each kind is reported once per run). finding: fastmlp.diagnostics.Finding."""
+
 
 class History(Callback):
     """Records the logs of every epoch: ``history[name]`` is the list of per-epoch values,
@@ -486,3 +490,7 @@ class CallbackList:
     def on_train_end(self, logs: dict | None = None) -> None:
         for cb in self.callbacks:
             cb.on_train_end(logs)
+
+    def on_finding(self, finding, step: int) -> None:
+        for cb in self.callbacks:
+            cb.on_finding(finding, step)

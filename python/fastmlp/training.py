@@ -18,6 +18,8 @@ import numpy as np
 from . import _core
 from . import _validate as v
 from .callbacks import CallbackList, EarlyStopping, History, ProgressBar, ReduceLROnPlateau
+from .diagnostics import rules
+from .diagnostics.monitor import Monitor, sample_rows, warn_finding
 from .model import MLP, _positive_int, as_features
 from .schedules import Constant, as_schedule
 
@@ -150,7 +152,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
           l2: float = 0.0, max_norm=None, validation_data=None, validation_split: float = 0.0,
           early_stopping=False, patience: int = 5, min_delta: float = 0.0,
           restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
-          shuffle: bool = True, cache_frozen: bool = False) -> History:
+          shuffle: bool = True, cache_frozen: bool = False, monitor=None) -> History:
     """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
     val_accuracy, lr, grad_norm, time).
 
@@ -175,6 +177,14 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         identical weights whatever the thread count.
     cache_frozen: compute the outputs of the leading frozen layers once, then train the rest on
         them; results are identical to training without the cache.
+
+    monitor: record per-layer gradient, weight, update and activation statistics after the
+        first step and every `monitor` steps into ``history.monitor`` (see fastmlp.diagnostics.stats for the
+        record format; fastmlp.plot draws them). A gradient-health finding (dead ReLUs,
+        vanishing or exploding gradients, saturation, NaN) is reported the first time its kind
+        appears: to callbacks' ``on_finding(finding, step)`` and, with verbose > 0, as a
+        fastmlp.DiagnosticWarning; all are kept in ``history.findings`` as (step, finding).
+        None (the default) records nothing and costs nothing.
 
     If the loss or the gradient norm becomes NaN/Inf, training stops, the weights of the last
     completed epoch are restored and a RuntimeWarning explains what to try.
@@ -236,8 +246,12 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if progress is not None:
         cbs.append(progress)
 
+    if monitor is not None:
+        monitor = _positive_int(monitor, "monitor")
+
     # The engine: cached inputs for the frozen prefix, then the trainable part.
     start = lo if cache_frozen else 0
+    X_raw = X
     fused = loss in ("cross_entropy", "binary_cross_entropy")
     if start:
         prefix = model._network(0, start)
@@ -264,6 +278,14 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     history.params = params
     history.stopped_reason = None
     callback_list = CallbackList(cbs, model, params)
+    watch = None
+    if monitor is not None:
+        def deliver(finding, at_step):
+            callback_list.on_finding(finding, at_step)
+            if verbose:
+                warn_finding(finding, at_step)
+        sample = sample_rows(X_raw, np.random.default_rng(rng.integers(0, 2 ** 63)))
+        watch = Monitor(model, loss, monitor, sample, grads, start, history, deliver)
     plateau = [c for c in cbs if isinstance(c, ReduceLROnPlateau)]
     classify = loss in ("cross_entropy", "binary_cross_entropy")
     acc_den = n_used * _scored_per_row(model, loss)
@@ -281,19 +303,26 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             lrs = np.array([schedule(step + k) for k in range(n_batches)], np.float64) * scale
         snapshot = (model._snapshot(), state0.copy(), state1.copy())
         total = dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
-        chunk = n_batches if progress is None else max(1, -(-n_batches // 20))
         diverged = False
-        for b0 in range(0, n_batches, chunk):
-            b1 = min(n_batches, b0 + chunk)
+        for b0, b1 in _slices(n_batches, step, progress is not None, monitor):
+            watched = watch is not None and b1 - b0 == 1 and watch.due(step + b1)
+            before = model._params.copy() if watched else None
             log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed)
             for key in total:
                 total[key] += log[key]
             if log["diverged"]:
                 diverged = True
                 break
+            if watch is not None:
+                watch.add_loss(log["loss_sum"], log["rows"])
+                if watched:
+                    watch.record(step + b1, epoch, before)
             if progress is not None:
                 progress.update(b1, n_batches, {"loss": total["loss_sum"] / total["rows"]})
         if diverged:
+            if watch is not None:
+                watch.deliver(rules.nonfinite([], math.nan, True)[0],
+                              step + b0 + log["steps"] + 1)
             model._restore(snapshot[0])
             state0[...] = snapshot[1]
             state1[...] = snapshot[2]
@@ -322,6 +351,21 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             break
     callback_list.on_train_end()
     return history
+
+
+def _slices(n_batches: int, step: int, progress: bool, monitor):
+    """The [b0, b1) batch ranges of one epoch's engine calls: the whole epoch, or 1/20 of it
+    per call when a progress bar is drawn, and each monitored step (the first, and every
+    `monitor`-th) alone, so the weights can be copied just before it."""
+    cuts = {0, n_batches}
+    if progress:
+        cuts.update(range(0, n_batches, max(1, -(-n_batches // 20))))
+    if monitor is not None:
+        first = (step // monitor + 1) * monitor  # the first monitored step after `step`
+        for s in [1] * (step == 0) + list(range(first, step + n_batches + 1, monitor)):
+            cuts.update((s - step - 1, s - step))
+    cuts = sorted(cuts)
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
