@@ -284,7 +284,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             callback_list.on_finding(finding, at_step)
             if verbose:
                 warn_finding(finding, at_step)
-        sample = sample_rows(X_raw, np.random.default_rng(rng.integers(0, 2 ** 63)))
+        # Its own generator: drawing from `rng` would change the shuffles of a monitored run.
+        sample = sample_rows(X_raw, np.random.default_rng(0))
         watch = Monitor(model, loss, monitor, sample, grads, start, history, deliver)
     plateau = [c for c in cbs if isinstance(c, ReduceLROnPlateau)]
     classify = loss in ("cross_entropy", "binary_cross_entropy")

@@ -38,10 +38,12 @@ THRESHOLDS = {
     # |mean(W)| above std(W): the weights all lean one way (e.g. uniform[0, 1)); a zero-mean
     # init of n weights has |mean| ~ std / sqrt(n). Only checked for layers of >= 4 weights.
     "init_mean_over_std": 1.0,
-    # Inputs: overall RMS outside [0.1, 10] (the inits assume unit-scale inputs), a feature
-    # whose mean is more than 3 of its standard deviations from zero, or feature spreads that
-    # differ by more than 100x.
-    "input_rms_low": 0.1, "input_rms_high": 10.0,
+    # Inputs: overall RMS outside [0.1, 3] (the inits assume unit-scale inputs, and a scale
+    # of 3 multiplies the first layer's pre-activation variance by 9, as init_factor does),
+    # features whose means lie more than 3 of their own standard deviations from zero (90th
+    # percentile over features), or feature spreads differing by more than 100x (90th over
+    # 10th percentile). Pixels scaled to [0, 1] pass; raw 0..16 digit pixels (RMS 7.7) do not.
+    "input_rms_low": 0.1, "input_rms_high": 3.0,
     "input_offset": 3.0, "input_spread_ratio": 100.0,
     # The probe's loss must fall by at least 1% between its first and last quarter.
     "loss_decrease": 0.01,
@@ -206,13 +208,13 @@ def unscaled_inputs(inputs: dict) -> list[Finding]:
     if inputs["rms"] > t["input_rms_high"] or inputs["rms"] < t["input_rms_low"]:
         problems.append(f"their overall RMS is {inputs['rms']:.3g} (about 1 is assumed by the "
                         f"initialisers)")
-    if inputs["max_offset"] is not None and inputs["max_offset"] > t["input_offset"]:
-        problems.append(f"a feature's mean lies {inputs['max_offset']:.3g} of its standard "
-                        f"deviations from zero")
-    if inputs["max_std"] is not None and inputs["min_std"] > 0 and \
-            inputs["max_std"] / inputs["min_std"] > t["input_spread_ratio"]:
-        problems.append(f"feature spreads range from {inputs['min_std']:.3g} to "
-                        f"{inputs['max_std']:.3g}")
+    if inputs["offset_p90"] is not None and inputs["offset_p90"] > t["input_offset"]:
+        problems.append(f"one feature in ten has its mean {inputs['offset_p90']:.3g} or more of "
+                        f"its standard deviations away from zero")
+    if inputs["std_p10"] is not None and inputs["std_p10"] > 0 and \
+            inputs["std_p90"] / inputs["std_p10"] > t["input_spread_ratio"]:
+        problems.append(f"feature spreads range from {inputs['std_p10']:.3g} to "
+                        f"{inputs['std_p90']:.3g} (10th to 90th percentile)")
     if not problems:
         return []
     return [Finding(

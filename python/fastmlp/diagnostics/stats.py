@@ -228,17 +228,19 @@ def update_ratios(model, before: np.ndarray) -> list:
 
 
 def input_stats(X: np.ndarray) -> dict:
-    """How far the features are from zero mean and unit variance (constant columns aside)."""
+    """How far the features are from zero mean and unit variance. Spreads and offsets are
+    taken at the 10th/90th percentile over the non-constant features, so a few nearly constant
+    columns (the border pixels of an image) do not decide."""
     X64 = X.astype(np.float64)
     mean, std = X64.mean(0), X64.std(0)
     live = std > 1e-12 * np.maximum(np.abs(mean), 1.0)
     out = {"rms": float(np.sqrt(np.mean(X64 * X64))), "n_features": int(X.shape[1]),
            "n_constant": int((~live).sum()),
-           "max_abs_mean": float(np.abs(mean).max()), "max_std": None, "min_std": None,
-           "max_offset": None}
+           "max_abs_mean": float(np.abs(mean).max()), "std_p10": None, "std_p90": None,
+           "offset_p90": None}
     if live.any():
-        out["max_std"] = float(std[live].max())
-        out["min_std"] = float(std[live].min())
+        out["std_p10"] = float(np.percentile(std[live], 10))
+        out["std_p90"] = float(np.percentile(std[live], 90))
         # |mean| in units of the feature's own spread: what standardising would remove.
-        out["max_offset"] = float((np.abs(mean[live]) / std[live]).max())
+        out["offset_p90"] = float(np.percentile(np.abs(mean[live]) / std[live], 90))
     return out
