@@ -12,6 +12,7 @@ def test_demo_learns_the_digits():
     accuracy = run_demo(epochs=20, verbose=0, out=out)
     assert accuracy > 0.95
     assert "test accuracy" in out.getvalue()
+    assert "gradient health: no problems found" in out.getvalue()
 
 
 def test_cli_rejects_bad_arguments(capsys):

@@ -38,10 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the ``diagnose`` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "diagnose", help="find out why a network does not learn, and what to change",
-        description="Measures a network's gradient health on a data set (gradient and weight "
-                    "scales per layer, dead and saturated units, input scaling, a short probe "
-                    "training run) and explains each problem found with the options that fix "
-                    "it. Exit code 0 when the diagnosis ran, 2 on unusable input.",
+        description="Measures a network's gradient health on a data set (gradient and weight\n"
+                    "scales per layer, dead and saturated units, input scaling, a short probe\n"
+                    "training run) and explains each problem found with the options that fix\n"
+                    "it. Exit code 0 when the diagnosis ran, whatever it found; 2 on unusable\n"
+                    "input.",
         epilog="examples:\n"
                "  fastmlp diagnose digits --hidden 30 --activation sigmoid --init fan_in\n"
                "  fastmlp diagnose houses.csv --target price --standardize --out diag/\n"
@@ -58,26 +59,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     net = p.add_argument_group("new network (without --model)")
     net.add_argument("--hidden", metavar="SIZES",
                      help="hidden layer sizes, comma-separated ('' for none; default 300,100)")
-    net.add_argument("--activation", help="hidden activation (default relu)")
-    net.add_argument("--output-activation", help="output activation (default identity)")
+    net.add_argument("--activation", metavar="NAME", help="hidden activation (default relu)")
+    net.add_argument("--output-activation", metavar="NAME",
+                     help="output activation (default identity)")
     net.add_argument("--init", metavar="NAME",
                      help="weight initialiser (default: He for ReLUs, Glorot otherwise)")
     net.add_argument("--bias-init", type=float, metavar="X", help="initial bias (default 0)")
     net.add_argument("--batchnorm", action="store_const", const=True,
                      help="batch normalisation on every hidden layer")
     tr = p.add_argument_group("training options (for the gradient passes and the probe run)")
-    tr.add_argument("--loss", default="auto",
+    tr.add_argument("--loss", default="auto", metavar="NAME",
                     help="auto (default), cross_entropy, binary_cross_entropy or mse; auto "
                          f"picks cross_entropy for a 1-D integer target with at most "
                          f"{MAX_AUTO_CLASSES} distinct values, mse otherwise")
-    tr.add_argument("--optimizer", default="adam", help="default adam")
-    tr.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    tr.add_argument("--batch-size", type=int, default=32, help="default 32")
+    tr.add_argument("--optimizer", default="adam", metavar="NAME", help="default adam")
+    tr.add_argument("--lr", type=float, default=1e-3, metavar="X",
+                    help="learning rate (default 1e-3)")
+    tr.add_argument("--batch-size", type=int, default=32, metavar="N", help="default 32")
     tr.add_argument("--clip-norm", type=float, metavar="X", help="clip gradients by global norm")
     tr.add_argument("--clip-value", type=float, metavar="X", help="clip gradients by value")
-    tr.add_argument("--probe-steps", type=int, default=100,
+    tr.add_argument("--probe-steps", type=int, default=100, metavar="N",
                     help="steps of the probe training run on a copy (0: none; default 100)")
-    tr.add_argument("--seed", type=int, default=0,
+    tr.add_argument("--seed", type=int, default=0, metavar="N",
                     help="seeds the new network, the sampling and the probe (default 0)")
     p.add_argument("--standardize", action="store_true",
                    help="standardise X with its own mean and std before diagnosing")

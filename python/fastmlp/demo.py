@@ -9,6 +9,7 @@ import numpy as np
 
 from . import cpu_info
 from .datasets import load_digits
+from .diagnostics import diagnose
 from .model import MLP
 from .training import train
 
@@ -34,4 +35,8 @@ def run_demo(epochs: int = 50, batch_size: int = 200, seed: int = 0, lr: float =
     print(f"final training loss {history.history['loss'][-1]:.4f}, test accuracy "
           f"{accuracy:.4f} ({elapsed:.2f} s for {len(history.epoch)} epochs, "
           f"{len(history.epoch) * history.params['steps']} steps)", file=out)
+    # Gradient health of the trained network (no probe run: a few backward passes).
+    report = diagnose(model, X_train, y_train, loss="cross_entropy", batch_size=batch_size,
+                      probe_steps=0, seed=seed)
+    print(report.summary(), file=out)
     return accuracy
