@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
+
+from ._atomic import write_atomic
 
 PROG = "fastmlp diagnose"
 # --loss auto: a 1-D integer target with at most this many distinct values (and fewer distinct
@@ -334,7 +335,7 @@ def _write_outputs(directory: str, text: str, report):
     written = []
     for name, content in (("report.txt", text + "\n"), ("report.json", report.to_json() + "\n")):
         path = os.path.join(directory, name)
-        write_text_atomic(path, content)
+        write_atomic(path, lambda f: f.write(content), binary=False)
         written.append(path)
     from .plot import plot_report
     try:
@@ -342,23 +343,3 @@ def _write_outputs(directory: str, text: str, report):
     except ImportError:
         return written, _PLOT_HINT
     return written, None
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes text to path via a temp file in the same directory and os.replace, so a reader
-    (or a crash) never sees a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
-    try:
-        if hasattr(os, "fchmod"):
-            # mkstemp creates the file private (0600); a report is as readable as any output.
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from ._atomic import write_atomic
 from .model import MLP, Layer
 
 FORMAT, VERSION = "fastmlp.MLP", 1
@@ -45,18 +45,7 @@ def save(model: MLP, path) -> None:
             a = l._view(name)
             if a is not None:
                 arrays[f"layers/{l.index}/{name}"] = a
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path) -> MLP:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from ._atomic import write_atomic
 
 # Numeric LayerRecord keys that can be drawn over time.
 # Magnitudes span decades (a vanishing gradient is 1e-6 next to 1e-1), so they go on a log axis;
@@ -76,21 +77,10 @@ def _grid_size(n: int, cell_w: float, cell_h: float, max_cols: int = 3):
 def _save(fig, path) -> None:
     """Writes fig as PNG to path via a temp file in the same directory and os.replace, so a
     reader (or a crash) never sees a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # The Agg canvas's own print_png draws once at fig.dpi (pixel size = figsize * dpi,
-            # whatever the user's savefig rcParams); savefig would run constrained layout on a
-            # dry-run draw first and take twice as long.
-            fig.canvas.print_png(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a picture is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # The Agg canvas's own print_png draws once at fig.dpi (pixel size = figsize * dpi,
+    # whatever the user's savefig rcParams); savefig would run constrained layout on a
+    # dry-run draw first and take twice as long.
+    write_atomic(path, fig.canvas.print_png)
 
 
 def _finish(fig, path):
