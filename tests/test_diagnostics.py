@@ -46,6 +46,7 @@ def test_gradient_rms_matches_the_engine():
     for got, want in zip(rep.layers, engine):
         assert_close(got["grad_W_rms"], want["grad_W_rms"], rtol=1e-4, name="grad_W_rms")
         assert_close(got["grad_b_rms"], want["grad_b_rms"], rtol=1e-4, name="grad_b_rms")
+        assert_close(got["grad_W_std"], want["grad_W_std"], rtol=1e-4, name="grad_W_std")
     # grad_scale is relative to the last trainable layer.
     assert rep.layers[-1]["grad_scale"] == 1.0
     assert_close(rep.layers[0]["grad_scale"],
@@ -58,7 +59,7 @@ def test_gradient_rms_is_the_rms_over_batches():
     batches = [np.arange(0, 20), np.arange(20, 40)]
     recs, losses = stats.gradients(model, "cross_entropy", X, y, batches)
     specs = stats._specs(model, "cross_entropy")
-    ms = []
+    ms, vs = [], []
     for rows in batches:
         out, cache = ref.forward(specs, model._params, model._stats.copy(), X[rows],
                                  training=True)
@@ -67,7 +68,9 @@ def test_gradient_rms_is_the_rms_over_batches():
         ref.backward(specs, model._params, cache, dout, g)
         dW = ref._views(specs[0], g, None)["W"].astype(np.float64)
         ms.append(np.mean(dW * dW))
+        vs.append(np.var(dW))
     assert_close(recs[0]["grad_W_rms"], math.sqrt(np.mean(ms)), rtol=1e-6)
+    assert_close(recs[0]["grad_W_std"], math.sqrt(np.mean(vs)), rtol=1e-6)
     assert len(losses) == 2
 
 

@@ -5,6 +5,7 @@ A *layer record* is a plain dict (so it goes into a History, JSON and the plots 
     index, activation, trainable
     grad_W_rms, grad_b_rms     RMS of dL/dW and dL/db (None for frozen layers)
     grad_W_norm                Frobenius norm of dL/dW
+    grad_W_std                 spread of dL/dW's entries (std about their mean)
     grad_scale                 grad_W_rms / grad_W_rms of the last trainable layer
     weight_rms, weight_mean, weight_std
     init_std                   the std the fan-in rules give this layer (He for the ReLU family,
@@ -102,13 +103,13 @@ def activation_stats(model, loss: str, X: np.ndarray) -> tuple[list[dict], np.nd
     return recs, out
 
 
-def gradients(model, loss: str, X: np.ndarray, y: np.ndarray, batches) -> list[dict]:
+def gradients(model, loss: str, X: np.ndarray, y: np.ndarray, batches):
     """Per-layer gradient statistics over the given batches (lists of row indices of X, y):
-    the RMS over batches of each batch's gradient, and the last batch's gradient histogram.
-    Returns one dict per layer; frozen layers get None values."""
+    the RMS over batches of each batch's gradient RMS and std, and the last batch's gradient
+    histogram. Returns (one dict per layer, frozen layers with None values; the batch losses)."""
     specs = _specs(model, loss)
     grads = np.zeros_like(model._params)
-    sq = [{"W": 0.0, "b": 0.0} for _ in specs]
+    sq = [{"W": 0.0, "b": 0.0, "var": 0.0} for _ in specs]
     nonfinite = [False] * len(specs)
     last = [None] * len(specs)
     losses = []
@@ -128,6 +129,7 @@ def gradients(model, loss: str, X: np.ndarray, y: np.ndarray, batches) -> list[d
             db = g["b"] if "b" in g else np.concatenate([g["gamma"], g["beta"]])
             sq[l]["W"] += _rms(dW) ** 2
             sq[l]["b"] += _rms(db) ** 2
+            sq[l]["var"] += float(np.var(dW, dtype=np.float64))
             nonfinite[l] |= not (np.isfinite(dW).all() and np.isfinite(db).all())
             last[l] = dW.copy()
     n = max(len(batches), 1)
@@ -135,11 +137,12 @@ def gradients(model, loss: str, X: np.ndarray, y: np.ndarray, batches) -> list[d
     for l, s in enumerate(specs):
         if not s["trainable"]:
             recs.append({"grad_W_rms": None, "grad_b_rms": None, "grad_W_norm": None,
-                         "grad_nonfinite": False, "grad_hist": None})
+                         "grad_W_std": None, "grad_nonfinite": False, "grad_hist": None})
             continue
         w_rms = math.sqrt(sq[l]["W"] / n)
         recs.append({"grad_W_rms": w_rms, "grad_b_rms": math.sqrt(sq[l]["b"] / n),
                      "grad_W_norm": w_rms * math.sqrt(s["in"] * s["out"]),
+                     "grad_W_std": math.sqrt(sq[l]["var"] / n),
                      "grad_nonfinite": nonfinite[l], "grad_hist": histogram(last[l])})
     return recs, losses
 
@@ -151,7 +154,7 @@ def gradients_from_buffer(model, grads: np.ndarray, start: int = 0) -> list[dict
     for l, layer in enumerate(model.layers):
         if l < start or not layer.trainable:
             recs.append({"grad_W_rms": None, "grad_b_rms": None, "grad_W_norm": None,
-                         "grad_nonfinite": False, "grad_hist": None})
+                         "grad_W_std": None, "grad_nonfinite": False, "grad_hist": None})
             continue
         o = layer._offsets
         dW = grads[o["W"]:o["W"] + layer.n_in * layer.n_out]
@@ -162,6 +165,7 @@ def gradients_from_buffer(model, grads: np.ndarray, start: int = 0) -> list[dict
             db = grads[o["b"]:o["b"] + layer.n_out]
         recs.append({"grad_W_rms": _rms(dW), "grad_b_rms": _rms(db),
                      "grad_W_norm": float(np.sqrt(np.sum(dW.astype(np.float64) ** 2))),
+                     "grad_W_std": float(np.std(dW, dtype=np.float64)),
                      "grad_nonfinite": bool(not (np.isfinite(dW).all() and
                                                  np.isfinite(db).all())),
                      "grad_hist": histogram(dW)})
@@ -195,7 +199,8 @@ def assemble(model, acts: list[dict], grads: list[dict], weights: list[dict],
         records.append({
             "index": l, "activation": layer.activation, "trainable": bool(layer.trainable),
             "grad_W_rms": g["grad_W_rms"], "grad_b_rms": g["grad_b_rms"],
-            "grad_W_norm": g["grad_W_norm"], "grad_scale": scale,
+            "grad_W_norm": g["grad_W_norm"], "grad_W_std": g["grad_W_std"],
+            "grad_scale": scale,
             "weight_rms": w["weight_rms"], "weight_mean": w["weight_mean"],
             "weight_std": w["weight_std"], "init_std": w["init_std"],
             "init_rule": w["init_rule"], "init_ratio": w["init_ratio"],
