@@ -15,7 +15,9 @@ import fastmlp
 from fastmlp.__main__ import main
 from fastmlp.data_files import DataFileError, read_table
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# Where the fastmlp under test was imported from (the source tree in development, site-packages
+# after pip install): the child interpreter must run that same package.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(fastmlp.__file__)))
 FAST = ["--probe-steps", "20"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FINDING_LINE = re.compile(r"^\[(info|warning|error)\] (\w+) \((network|layer \d+)\)", re.M)
