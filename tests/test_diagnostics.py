@@ -96,6 +96,19 @@ def test_saturated_fraction_matches_direct_count():
     assert 0.2 < want < 1.0  # the test is not vacuous
 
 
+@pytest.mark.parametrize("values", [np.random.default_rng(0).standard_normal(10001),
+                                    np.full(7, 3.0), np.array([1.0, np.nan, 2.0, np.inf])])
+def test_histogram_matches_numpy(values):
+    counts, edges = stats.histogram(values)
+    finite = values[np.isfinite(values)]
+    want_counts, want_edges = np.histogram(finite, bins=stats.HIST_BINS)
+    assert sum(counts) == finite.size
+    assert_close(np.array(edges), want_edges, rtol=1e-6)
+    # Values within float32 rounding of an edge may land in the neighbouring bin.
+    assert np.abs(np.array(counts) - want_counts).sum() <= 2
+    assert stats.histogram(np.array([np.nan])) is None
+
+
 def test_init_ratio_against_the_default_rule():
     model = fastmlp.MLP([100, 50, 10], activation="relu", seed=0)
     w = stats.weight_stats(model)

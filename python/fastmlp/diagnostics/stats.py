@@ -52,13 +52,22 @@ def init_std(activation: str, fan_in: int, fan_out: int) -> tuple[float, str]:
 
 
 def histogram(a) -> list | None:
-    """[counts, edges] of the finite values of a, or None when there are none."""
-    a = np.asarray(a, np.float64).ravel()
-    a = a[np.isfinite(a)]
+    """[counts, edges] of the finite values of a in HIST_BINS equal bins (np.histogram's
+    convention: the last bin is closed), or None when there are none. One bincount pass in
+    float32: np.histogram costs ~1 ms per 100k values, most of a monitor record."""
+    a = np.asarray(a, np.float32).ravel()
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = a[finite]
     if a.size == 0:
         return None
-    counts, edges = np.histogram(a, bins=HIST_BINS)
-    return [counts.tolist(), edges.tolist()]
+    lo, hi = float(a.min()), float(a.max())
+    if lo == hi:  # one value: a unit-wide range around it, as np.histogram does
+        lo, hi = lo - 0.5, hi + 0.5
+    idx = ((a - np.float32(lo)) * np.float32(HIST_BINS / (hi - lo))).astype(np.intp)
+    np.clip(idx, 0, HIST_BINS - 1, out=idx)
+    counts = np.bincount(idx, minlength=HIST_BINS)
+    return [counts.tolist(), np.linspace(lo, hi, HIST_BINS + 1).tolist()]
 
 
 def _rms(a) -> float:
