@@ -16,8 +16,9 @@ from .training import evaluate, train
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "Layer", "train", "evaluate", "diagnose", "DiagnosticWarning",
-           "pretrain_autoencoder", "save", "load", "callbacks", "datasets", "diagnostics", "schedules", "initializers", "kernels", "reference", "cpu_info",
-           "set_num_threads", "get_num_threads", "__version__"]
+           "pretrain_autoencoder", "save", "load", "callbacks", "datasets", "diagnostics",
+           "schedules", "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
+           "get_num_threads", "__version__"]
 
 
 def cpu_info() -> dict:

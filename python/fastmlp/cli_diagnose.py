@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from ._atomic import write_atomic
+from .diagnostics.stats import feature_moments
 
 PROG = "fastmlp diagnose"
 # --loss auto: a 1-D integer target with at most this many distinct values (and fewer distinct
@@ -184,20 +185,16 @@ def _read_data(data: str, target):
 
 def standardize(X: np.ndarray):
     """(X - mean) / std per column, with constant columns mapped to 0; returns (X, n_constant)."""
-    X64 = X.astype(np.float64)
-    mean, std = X64.mean(0), X64.std(0)
     # The same test for "constant" as the diagnosis' input statistics.
-    live = std > 1e-12 * np.maximum(np.abs(mean), 1.0)
-    Z = (X64 - mean) / np.where(live, std, 1.0)
+    mean, std, live = feature_moments(X)
+    Z = (X.astype(np.float64) - mean) / np.where(live, std, 1.0)
     Z[:, ~live] = 0.0
     return np.ascontiguousarray(Z, dtype=np.float32), int((~live).sum())
 
 
 def _worst_features(X: np.ndarray, names, top: int = 3) -> str:
     """The feature names behind an unscaled_inputs finding (the report counts, not names)."""
-    X64 = X.astype(np.float64)
-    mean, std = X64.mean(0), X64.std(0)
-    live = std > 1e-12 * np.maximum(np.abs(mean), 1.0)
+    mean, std, live = feature_moments(X)
     cols = np.flatnonzero(live)
     if not len(cols):
         return "inputs: every feature is constant"

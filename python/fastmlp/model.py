@@ -78,6 +78,14 @@ class Layer:
             raise TypeError(f"trainable: expected True or False, got {value!r}")
         object.__setattr__(self, name, value)
 
+    def copy_from(self, src: "Layer") -> None:
+        """Copies src's arrays (W, then b or gamma, beta and the running statistics) into
+        this layer's storage; the layers must have the same shape and batch-norm setting."""
+        for name in Layer._ARRAYS:
+            view = src._view(name)
+            if view is not None:
+                setattr(self, name, view)
+
     @property
     def n_params(self) -> int:
         """Trainable parameters: W, then b, or gamma and beta with batch norm (no bias)."""
@@ -366,10 +374,7 @@ class MLP:
                   bn_momentum=model.bn_momentum, bn_eps=model.bn_eps, **kwargs)
         n_frozen = n_layers if freeze is True else (0 if freeze is False else int(freeze))
         for i, (src, dst) in enumerate(zip(reused, new.layers)):
-            for name in Layer._ARRAYS:
-                view = src._view(name)
-                if view is not None:
-                    setattr(dst, name, view)
+            dst.copy_from(src)
             dst.trainable = i >= n_frozen
         return new
 

@@ -59,10 +59,10 @@ def pretrain_autoencoder(model: MLP, X, *, layers=None, epochs: int = 10, lr=1e-
         H_in = H if noise == 0.0 else \
             (H + rng.standard_normal(H.shape, dtype=np.float32) * np.float32(noise))
         ae = _autoencoder(model, layer, ae_seed)
-        _copy(layer, ae.layers[0])
+        ae.layers[0].copy_from(layer)
         h = train(ae, H_in, H, loss="mse", optimizer=optimizer, lr=lr, batch_size=batch_size,
                   epochs=epochs, seed=train_seed, verbose=verbose)
-        _copy(ae.layers[0], layer)
+        layer.copy_from(ae.layers[0])
         h.params["layer"] = k
         h.autoencoder = ae  # the trained decoder too, to inspect reconstructions
         histories.append(h)
@@ -111,11 +111,3 @@ def _autoencoder(model: MLP, layer: Layer, seed: int) -> MLP:
     return MLP([layer.n_in, layer.n_out, layer.n_in], activation=layer.activation,
                output_activation="identity", alpha=alpha, batchnorm=[layer.batchnorm, False],
                bn_momentum=model.bn_momentum, bn_eps=model.bn_eps, seed=seed)
-
-
-def _copy(src: Layer, dst: Layer) -> None:
-    """W, then b or gamma, beta and the running statistics (the layers have the same shape)."""
-    for name in Layer._ARRAYS:
-        view = src._view(name)
-        if view is not None:
-            dst._view(name)[...] = view

@@ -179,8 +179,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         them; results are identical to training without the cache.
 
     monitor: record per-layer gradient, weight, update and activation statistics after the
-        first step and every `monitor` steps into ``history.monitor`` (see fastmlp.diagnostics.stats for the
-        record format; fastmlp.plot draws them). A gradient-health finding (dead ReLUs,
+        first step and every `monitor` steps into ``history.monitor`` (record format:
+        fastmlp.diagnostics.stats; fastmlp.plot draws them). A gradient-health finding (dead ReLUs,
         vanishing or exploding gradients, saturation, NaN) is reported the first time its kind
         appears: to callbacks' ``on_finding(finding, step)`` and, with verbose > 0, as a
         fastmlp.DiagnosticWarning; all are kept in ``history.findings`` as (step, finding).
@@ -305,8 +305,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         snapshot = (model._snapshot(), state0.copy(), state1.copy())
         total = dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
         diverged = False
-        for b0, b1 in _slices(n_batches, step, progress is not None, monitor):
-            watched = watch is not None and b1 - b0 == 1 and watch.due(step + b1)
+        due = set() if watch is None else watch.due_in(step, n_batches)
+        for b0, b1 in _slices(n_batches, progress is not None, due):
+            watched = b1 in due
             before = model._params.copy() if watched else None
             log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed)
             for key in total:
@@ -354,17 +355,15 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     return history
 
 
-def _slices(n_batches: int, step: int, progress: bool, monitor):
+def _slices(n_batches: int, progress: bool, monitored: set):
     """The [b0, b1) batch ranges of one epoch's engine calls: the whole epoch, or 1/20 of it
-    per call when a progress bar is drawn, and each monitored step (the first, and every
-    `monitor`-th) alone, so the weights can be copied just before it."""
+    per call when a progress bar is drawn, and each monitored batch (ending at b1 in
+    `monitored`) alone, so the weights can be copied just before it."""
     cuts = {0, n_batches}
     if progress:
         cuts.update(range(0, n_batches, max(1, -(-n_batches // 20))))
-    if monitor is not None:
-        first = (step // monitor + 1) * monitor  # the first monitored step after `step`
-        for s in [1] * (step == 0) + list(range(first, step + n_batches + 1, monitor)):
-            cuts.update((s - step - 1, s - step))
+    for b1 in monitored:
+        cuts.update((b1 - 1, b1))
     cuts = sorted(cuts)
     return list(zip(cuts[:-1], cuts[1:]))
 

@@ -59,6 +59,11 @@ class Monitor:
         # the units it kills stop moving at all.
         return step_after % self.every == 0 or step_after == 1
 
+    def due_in(self, step: int, n_batches: int) -> set:
+        """The batch ends b1 (1..n_batches) of an epoch starting after global step `step`
+        whose step is recorded."""
+        return {b1 for b1 in range(1, n_batches + 1) if self.due(step + b1)}
+
     def add_loss(self, loss_sum: float, rows: int) -> None:
         self._loss_sum += loss_sum
         self._rows += rows

@@ -74,10 +74,9 @@ class Report:
         probe = None
         if self.probe is not None:
             probe = {"history": self.probe.history,
-                     "monitor": [dict(r, layers=[_strip(l) for l in r["layers"]])
-                                 for r in getattr(self.probe, "monitor", [])]}
+                     "monitor": getattr(self.probe, "monitor", [])}
         return _jsonable({"findings": [f.to_dict() for f in self.findings],
-                          "layers": [_strip(l) for l in self.layers],
+                          "layers": self.layers,
                           "inputs": self.inputs, "loss": self.loss, "probe": probe,
                           "settings": self.settings})
 
@@ -119,10 +118,6 @@ class Report:
 
     def __repr__(self) -> str:
         return f"Report(findings={[f.kind for f in self.findings]})"
-
-
-def _strip(record: dict) -> dict:
-    return dict(record)
 
 
 def _fmt(v) -> str:

@@ -81,16 +81,11 @@ def _specs(model, loss: str) -> list[dict]:
     return [dict(s, dropout=0.0) for s in specs]
 
 
-def forward(model, loss: str, X: np.ndarray):
-    """Training-mode forward pass on X without touching the model: (output, cache)."""
-    stats = model._stats.copy()  # batch norm updates running statistics: keep the model's
-    return ref.forward(_specs(model, loss), model._params, stats, X, training=True)
-
-
 def activation_stats(model, loss: str, X: np.ndarray) -> tuple[list[dict], np.ndarray]:
     """Per-layer activation statistics on the rows of X, and the network's output."""
-    out, cache = forward(model, loss, X)
     specs = _specs(model, loss)
+    # Batch norm updates running statistics: keep the model's.
+    out, cache = ref.forward(specs, model._params, model._stats.copy(), X, training=True)
     recs = []
     for l, (s, c) in enumerate(zip(specs, cache)):
         pre = c.get("u", c["z"])
@@ -241,14 +236,21 @@ def update_ratios(model, before: np.ndarray) -> list:
     return out
 
 
+def feature_moments(X: np.ndarray):
+    """Per-feature (mean, std, live) in float64; live marks the non-constant features (std
+    above rounding noise relative to the feature's magnitude)."""
+    X64 = X.astype(np.float64)
+    mean, std = X64.mean(0), X64.std(0)
+    return mean, std, std > 1e-12 * np.maximum(np.abs(mean), 1.0)
+
+
 def input_stats(X: np.ndarray) -> dict:
     """How far the features are from zero mean and unit variance. Spreads and offsets are
     taken at the 10th/90th percentile over the non-constant features, so a few nearly constant
     columns (the border pixels of an image) do not decide."""
-    X64 = X.astype(np.float64)
-    mean, std = X64.mean(0), X64.std(0)
-    live = std > 1e-12 * np.maximum(np.abs(mean), 1.0)
-    out = {"rms": float(np.sqrt(np.mean(X64 * X64))), "n_features": int(X.shape[1]),
+    mean, std, live = feature_moments(X)
+    out = {"rms": float(np.sqrt(np.mean(np.square(X, dtype=np.float64)))),
+           "n_features": int(X.shape[1]),
            "n_constant": int((~live).sum()),
            "max_abs_mean": float(np.abs(mean).max()), "std_p10": None, "std_p90": None,
            "offset_p90": None}
