@@ -189,11 +189,22 @@ void bind_train(py::module_& m) {
            py::arg("batch_size"), py::arg("grads"), py::arg("state0"), py::arg("state1"))
       .def("run",
            [](PyTrainer& t, py::array X, py::array y, py::array order, py::ssize_t b0,
-              py::ssize_t b1, py::array lrs, std::int64_t step0, std::uint64_t seed) {
+              py::ssize_t b1, py::array lrs, std::int64_t step0, std::uint64_t seed,
+              py::object sample_weight) {
              Network& net = *t.net->net;
              check_f32(X, "X", {-1, net.n_inputs()});
              const py::ssize_t n = X.shape(0);
              Targets tg = targets_of(t, y, n);
+             py::array w;  // keeps the weights alive while the GIL is released
+             if (!sample_weight.is_none()) {
+               w = sample_weight.cast<py::array>();
+               check_f32(w, "sample_weight", {n});
+               const float* pw = cptr(w);
+               for (py::ssize_t i = 0; i < n; ++i)
+                 if (!(pw[i] >= 0.f) || !std::isfinite(pw[i]))
+                   throw py::value_error("sample_weight: expected finite values >= 0");
+               tg.weights = pw;
+             }
              check_i64(order, "order", -1);
              const auto* ord = static_cast<const std::int64_t*>(order.data());
              const py::ssize_t m = order.shape(0);
@@ -212,7 +223,10 @@ void bind_train(py::module_& m) {
                log = t.trainer->run(cptr(X), tg, ord, m, b0, b1, lr, step0, seed);
              }
              return log_dict(log);
-           })
+           },
+           py::arg("X"), py::arg("y"), py::arg("order"), py::arg("b0"), py::arg("b1"),
+           py::arg("lrs"), py::arg("step0"), py::arg("seed"),
+           py::arg("sample_weight") = py::none())
       .def("evaluate",
            [](PyTrainer& t, py::array X, py::array y, py::ssize_t batch) {
              Network& net = *t.net->net;

@@ -31,31 +31,75 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   xb_.resize(static_cast<size_t>(batch_size_ * net_.n_inputs()));
   vb_.resize(static_cast<size_t>(batch_size_ * O));
   lb_.resize(static_cast<size_t>(batch_size_));
+  wb_.resize(static_cast<size_t>(batch_size_));
   dout_.resize(static_cast<size_t>(batch_size_ * O));
   net_.reserve(batch_size_);
 }
 
 double Trainer::loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
-                          const float* values, float* dout, double* correct) const {
+                          const float* values, const float* weights, float* dout,
+                          double* correct) const {
   const std::ptrdiff_t O = net_.n_outputs();
-  switch (loss_) {
-    case LossKind::cross_entropy: {
-      for (std::ptrdiff_t r = 0; r < B; ++r) {
-        const float* row = out + r * O;
-        // First index of the maximum, as np.argmax.
-        const std::ptrdiff_t arg = std::max_element(row, row + O) - row;
-        *correct += arg == labels[r] ? 1.0 : 0.0;
-      }
-      return softmax_cross_entropy(B, O, out, labels, dout);
+  // Accuracy counts rows (or elements), unweighted, as Keras' metrics do.
+  if (loss_ == LossKind::cross_entropy) {
+    for (std::ptrdiff_t r = 0; r < B; ++r) {
+      const float* row = out + r * O;
+      // First index of the maximum, as np.argmax.
+      const std::ptrdiff_t arg = std::max_element(row, row + O) - row;
+      *correct += arg == labels[r] ? 1.0 : 0.0;
     }
+  } else if (loss_ == LossKind::binary_cross_entropy) {
+    for (std::ptrdiff_t i = 0; i < B * O; ++i)
+      *correct += (out[i] > 0.f) == (values[i] >= 0.5f) ? 1.0 : 0.0;
+  }
+  if (weights) return weighted_loss_grad(B, out, labels, values, weights, dout);
+  switch (loss_) {
+    case LossKind::cross_entropy:
+      return softmax_cross_entropy(B, O, out, labels, dout);
     case LossKind::binary_cross_entropy:
-      for (std::ptrdiff_t i = 0; i < B * O; ++i)
-        *correct += (out[i] > 0.f) == (values[i] >= 0.5f) ? 1.0 : 0.0;
       return binary_cross_entropy(B * O, out, values, dout);
     case LossKind::mse:
       return mse(B * O, out, values, dout);
   }
   return 0.0;
+}
+
+// Row by row: each row's kernel call gives its own mean loss and gradient (a one-row batch),
+// which are then scaled by w_r / sum(w). With unit weights this is the unweighted batch mean
+// (to rounding). The per-row calls cost O(B) small kernel calls, negligible beside the GEMMs.
+double Trainer::weighted_loss_grad(std::ptrdiff_t B, const float* out,
+                                   const std::int64_t* labels, const float* values,
+                                   const float* weights, float* dout) const {
+  const std::ptrdiff_t O = net_.n_outputs();
+  double wsum = 0.0;
+  for (std::ptrdiff_t r = 0; r < B; ++r) wsum += weights[r];
+  double loss = 0.0;
+  for (std::ptrdiff_t r = 0; r < B; ++r) {
+    const float* o = out + r * O;
+    float* d = dout + r * O;
+    double row = 0.0;
+    switch (loss_) {
+      case LossKind::cross_entropy:
+        row = softmax_cross_entropy(1, O, o, labels + r, d);
+        break;
+      case LossKind::binary_cross_entropy:
+        row = binary_cross_entropy(O, o, values + r * O, d);
+        break;
+      case LossKind::mse:
+        row = mse(O, o, values + r * O, d);
+        break;
+    }
+    const double share = wsum > 0.0 ? weights[r] / wsum : 0.0;
+    // A zero-weight row contributes nothing, even if its own loss overflowed.
+    if (share == 0.0) {
+      std::fill(d, d + O, 0.f);
+      continue;
+    }
+    loss += share * row;
+    const float s = static_cast<float>(share);
+    for (std::ptrdiff_t j = 0; j < O; ++j) d[j] *= s;
+  }
+  return loss;
 }
 
 double Trainer::penalty() const {
@@ -128,11 +172,13 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
       std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
       if (y.labels) lb_[r] = y.labels[src];
       else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
+      if (y.weights) wb_[r] = y.weights[src];
     }
     const std::uint64_t step = static_cast<std::uint64_t>(step0 + (k - b0));
     const float* out = net_.forward(B, xb_.data(), true, seed, step);
     double correct = 0.0;
-    const double loss = loss_grad(B, out, lb_.data(), vb_.data(), dout_.data(), &correct);
+    const double loss = loss_grad(B, out, lb_.data(), vb_.data(),
+                                  y.weights ? wb_.data() : nullptr, dout_.data(), &correct);
     const double pen = penalty();
     if (!std::isfinite(loss + pen)) {
       log.diverged = true;
@@ -181,8 +227,8 @@ RunLog Trainer::evaluate(std::ptrdiff_t n, const float* X, const Targets& y,
     const float* out = net_.forward(B, X + r0 * I, false, 0, 0);
     double correct = 0.0;
     const double loss = loss_grad(B, out, y.labels ? y.labels + r0 : nullptr,
-                                  y.values ? y.values + r0 * y.width : nullptr, dout.data(),
-                                  &correct);
+                                  y.values ? y.values + r0 * y.width : nullptr,
+                                  y.weights ? y.weights + r0 : nullptr, dout.data(), &correct);
     log.loss_sum += loss * static_cast<double>(B);
     log.correct += correct;
     log.rows += B;

@@ -32,10 +32,14 @@ struct Regularization {
   double l1 = 0.0, l2 = 0.0, max_norm = 0.0;
 };
 
-// Training targets: integer labels (n,) for cross-entropy, or float values (n, width) otherwise.
+// Training targets: integer labels (n,) for cross-entropy, or float values (n, width) otherwise;
+// optional per-row sample weights (n,), finite and >= 0. With weights, a batch's loss is
+// sum_i w_i * loss_i / sum_i w_i (scikit-learn's MLP convention): a weight of 2 counts a row
+// twice within its batch. A batch whose weights sum to 0 has loss 0 and a zero gradient.
 struct Targets {
   const std::int64_t* labels = nullptr;
   const float* values = nullptr;
+  const float* weights = nullptr;
   std::ptrdiff_t width = 0;
 };
 
@@ -70,7 +74,10 @@ class Trainer {
 
  private:
   double loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
-                   const float* values, float* dout, double* correct) const;
+                   const float* values, const float* weights, float* dout,
+                   double* correct) const;
+  double weighted_loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
+                            const float* values, const float* weights, float* dout) const;
   void add_penalty_grads();
   void apply_max_norm();
 
@@ -81,7 +88,7 @@ class Trainer {
   std::ptrdiff_t batch_size_;
   float* grads_;
   std::vector<OptimSlot> slots_;
-  std::vector<float> xb_, vb_, dout_;
+  std::vector<float> xb_, vb_, wb_, dout_;
   std::vector<std::int64_t> lb_;
 };
 

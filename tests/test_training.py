@@ -426,3 +426,87 @@ def test_weights_are_views_into_the_models_buffer():
     assert np.shares_memory(layer.gamma, model._params)
     assert np.shares_memory(layer.running_var, model._stats)
     np.testing.assert_array_equal(layer.running_var, 1.0)
+
+
+# ---- sample_weight -------------------------------------------------------------------------
+def _weighted_run(X, y, sw, **kw):
+    model = fastmlp.MLP([X.shape[1], 9, 3], seed=0)
+    history = fastmlp.train(model, X, y, loss="cross_entropy", batch_size=16, epochs=3,
+                            verbose=0, seed=1, sample_weight=sw, **kw)
+    return model, history
+
+
+def test_unit_sample_weights_match_unweighted_training():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 70)
+    a, ha = _weighted_run(X, y, None)
+    b, hb = _weighted_run(X, y, np.ones(70))
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-6)
+
+
+def test_zero_weight_rows_do_not_matter():
+    """Changing the labels of rows weighted 0 leaves the trained weights bitwise unchanged,
+    while changing a weighted row's label does not."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    w = rng.uniform(0.5, 2.0, 64)
+    w[::4] = 0.0
+    y2 = y.copy()
+    y2[::4] = (y[::4] + 1) % 3
+    a, _ = _weighted_run(X, y, w)
+    b, _ = _weighted_run(X, y2, w)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    y3 = y.copy()
+    y3[1] = (y[1] + 1) % 3
+    c, _ = _weighted_run(X, y3, w)
+    assert not np.array_equal(a.layers[0].W, c.layers[0].W)
+
+
+def test_heavy_weights_pull_the_model_towards_their_rows():
+    """Two clusters with contradictory labels: the heavily weighted one wins."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((200, 2)).astype(np.float32) * 0.1
+    y = np.r_[np.zeros(100, np.int64), np.ones(100, np.int64)]
+    w = np.r_[np.full(100, 10.0), np.full(100, 0.1)]
+    model = fastmlp.MLP([2, 8, 2], seed=0)
+    fastmlp.train(model, X, y, loss="cross_entropy", lr=0.01, batch_size=50, epochs=30,
+                  verbose=0, seed=0, sample_weight=w)
+    assert (model.predict_classes(X) == 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("sw, error, match", [
+    (np.ones(5), ValueError, r"sample_weight: expected shape \(64,\)"),
+    (np.ones((64, 1)), ValueError, r"sample_weight: expected shape \(64,\)"),
+    (np.r_[np.ones(63), -1.0], ValueError, "finite values >= 0"),
+    (np.r_[np.ones(63), np.nan], ValueError, "finite values >= 0"),
+    (np.zeros(64), ValueError, "every weight is 0"),
+    (np.array(["a"] * 64), TypeError, "real numbers"),
+    (np.ones(64, complex), TypeError, "real numbers"),
+])
+def test_bad_sample_weight_is_refused(sw, error, match):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    model = fastmlp.MLP([4, 5, 3], seed=0)
+    before = model.get_weights()
+    with pytest.raises(error, match=match):
+        fastmlp.train(model, X, y, loss="cross_entropy", epochs=1, verbose=0, sample_weight=sw)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sample_weight_with_validation_split_uses_the_training_rows_weights():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((80, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 80)
+    w = rng.uniform(0.5, 2.0, 80)
+    a, ha = _weighted_run(X, y, w, validation_split=0.25)
+    b, _ = _weighted_run(X[:60], y[:60], w[:60])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert len(ha.history["val_loss"]) == 3

@@ -32,7 +32,7 @@ def make_data(rng, loss, n, n_in, n_out):
 
 
 def run_both(model, X, y, *, loss, optimizer="adam", hyper=None, batch_size=16, steps=4,
-             lrs=None, seed=11, start=0):
+             lrs=None, seed=11, start=0, sample_weight=None):
     """Trains `steps` batches with the engine and with the reference from the same state;
     returns (engine buffers, reference buffers, engine log, reference losses)."""
     hp = dict(BASE_HYPER, **(hyper or {}))
@@ -46,12 +46,13 @@ def run_both(model, X, y, *, loss, optimizer="adam", hyper=None, batch_size=16, 
     order = np.random.default_rng(seed).permutation(n).astype(np.int64)
     assert steps <= -(-n // batch_size), "one epoch's worth of batches at most"
     lrs = np.full(steps, 0.01) if lrs is None else np.asarray(lrs, np.float64)
-    log = tr.run(X, y, order, 0, steps, lrs, 0, seed)
+    log = tr.run(X, y, order, 0, steps, lrs, 0, seed, sample_weight)
     losses = []
     for k in range(steps):
         idx = order[k * batch_size:(k + 1) * batch_size]
         value, _ = RT.train_step(specs, *ref, X[idx], y[idx], loss=loss, optimizer=optimizer,
-                                 hyper=hp, lr=float(lrs[k]), step=k, seed=seed)
+                                 hyper=hp, lr=float(lrs[k]), step=k, seed=seed,
+                                 wb=None if sample_weight is None else sample_weight[idx])
         losses.append(value * len(idx))
     return (model._params, model._stats, s0, s1), (ref[0], ref[1], ref[3], ref[4]), log, losses
 
@@ -169,3 +170,17 @@ def test_engine_rejects_bad_descriptions():
         tr.run(X, np.array([0, 1, 1, 0, 1]), np.array([0, 9]), 0, 1, np.ones(1), 0, 0)
     with pytest.raises(ValueError, match="lrs"):
         tr.run(X, np.array([0, 1, 1, 0, 1]), np.arange(5), 0, 2, np.ones(1), 0, 0)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sample_weights(loss, optimizer):
+    """Weighted batches (sum w_i l_i / sum w_i), some rows weighted 0, against the reference."""
+    rng = np.random.default_rng(21)
+    out = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "identity"}[loss]
+    model = fastmlp.MLP([5, 17, 3], activation="tanh", output_activation=out, seed=22)
+    X, y = make_data(rng, loss, 41, 5, 3)  # 2 full batches of 16, then 9 rows
+    w = rng.uniform(0.1, 3.0, 41).astype(np.float32)
+    w[::5] = 0.0
+    check(*run_both(model, X, y, loss=loss, optimizer=optimizer, steps=3, sample_weight=w,
+                    hyper={"momentum": 0.9} if optimizer == "sgd" else None))

@@ -127,6 +127,28 @@ def _scored_per_row(model: MLP, loss: str) -> int:
     return model.n_outputs if loss == "binary_cross_entropy" else 1
 
 
+def _sample_weight(sample_weight, n: int):
+    """None, or the weights as a float32 (n,) array, checked: finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"sample_weight: expected an array of {n} numbers ({e})") from None
+    if w.dtype == object or not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_) \
+            or np.iscomplexobj(w):
+        raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},) (one weight per row of X), "
+                         f"got {w.shape}")
+    w = w.astype(np.float32)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight: expected finite values >= 0")
+    if n and not w.any():
+        raise ValueError("sample_weight: every weight is 0; nothing would be learned")
+    return np.ascontiguousarray(w)
+
+
 def _split_validation(X, y, validation_data, validation_split):
     if validation_data is not None and validation_split:
         raise ValueError("validation_data and validation_split: pass one or the other")
@@ -152,7 +174,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
           l2: float = 0.0, max_norm=None, validation_data=None, validation_split: float = 0.0,
           early_stopping=False, patience: int = 5, min_delta: float = 0.0,
           restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
-          shuffle: bool = True, cache_frozen: bool = False, monitor=None) -> History:
+          shuffle: bool = True, cache_frozen: bool = False, monitor=None,
+          sample_weight=None) -> History:
     """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
     val_accuracy, lr, grad_norm, time).
 
@@ -177,6 +200,13 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         identical weights whatever the thread count.
     cache_frozen: compute the outputs of the leading frozen layers once, then train the rest on
         them; results are identical to training without the cache.
+
+    sample_weight: None, or (n,) finite weights >= 0, one per row of X (float64 and ints are
+        converted). Each batch's loss is sum(w_i * loss_i) / sum(w_i), scikit-learn's MLP
+        convention: a weight of 2 counts a row twice within its batch, a weight of 0 removes it
+        (a batch whose weights are all 0 makes a zero-gradient step). With validation_split the
+        held-out rows' weights are dropped: validation metrics are unweighted. Accuracy is
+        always the unweighted fraction of rows.
 
     monitor: record per-layer gradient, weight, update and activation statistics after the
         first step and every `monitor` steps into ``history.monitor`` (record format:
@@ -210,7 +240,10 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if not isinstance(y, np.ndarray) or len(y) != len(X):
         raise ValueError(f"y: expected {len(X)} rows to match X, got "
                          f"{len(y) if hasattr(y, '__len__') else type(y).__name__}")
+    sw = _sample_weight(sample_weight, len(X))
     X, y, Xv, yv = _split_validation(X, y, validation_data, validation_split)
+    if sw is not None:
+        sw = np.ascontiguousarray(sw[:len(X)])
     yt = targets(model, y, loss, len(X))
     if Xv is not None:
         Xv = as_features(Xv, "validation_data[0]", model.n_inputs)
@@ -309,7 +342,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         for b0, b1 in _slices(n_batches, progress is not None, due):
             watched = b1 in due
             before = model._params.copy() if watched else None
-            log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed)
+            log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed, sw)
             for key in total:
                 total[key] += log[key]
             if log["diverged"]:

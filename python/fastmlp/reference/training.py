@@ -97,8 +97,25 @@ def backward(layers, params, cache, dout, grads, *, training=True):
         g = dx
 
 
-def loss_and_grad(loss: str, out, y):
-    """(loss, dout, correct count) for one batch."""
+def loss_and_grad(loss: str, out, y, weights=None):
+    """(loss, dout, correct count) for one batch.
+
+    weights: None, or (B,) sample weights >= 0: the loss is sum(w_i * loss_i) / sum(w_i), each
+    row's loss and gradient being those of a one-row batch (scikit-learn's MLP convention); a
+    batch whose weights sum to 0 has loss 0 and dout 0. The correct count stays unweighted.
+    """
+    if weights is not None:
+        _, _, correct = loss_and_grad(loss, out, y)
+        total = float(np.sum(weights, dtype=np.float64))
+        value, dout = 0.0, np.zeros_like(out)
+        for r in range(len(out)):
+            share = float(weights[r]) / total if total > 0 else 0.0
+            if share == 0.0:
+                continue
+            row_value, row_d, _ = loss_and_grad(loss, out[r:r + 1], y[r:r + 1])
+            value += share * row_value
+            dout[r] = row_d[0] * np.float32(share)
+        return value, dout, correct
     if loss == "cross_entropy":
         value, d = softmax_cross_entropy(out, y)
         return value, d, int((out.argmax(axis=1) == y).sum())
@@ -119,11 +136,12 @@ def penalty(layers, params, l1, l2) -> float:
 
 
 def train_step(layers, params, stats, grads, state0, state1, xb, yb, *, loss, optimizer, hyper,
-               lr, step, seed):
-    """One step on batch (xb, yb): forward (training mode), loss, backward, L1/L2 gradients,
-    the optimizer update with clipping, max-norm. Returns (loss + penalty, gradient norm)."""
+               lr, step, seed, wb=None):
+    """One step on batch (xb, yb) with optional sample weights wb (B,): forward (training
+    mode), loss, backward, L1/L2 gradients, the optimizer update with clipping, max-norm.
+    Returns (loss + penalty, gradient norm)."""
     out, cache = forward(layers, params, stats, xb, training=True, seed=seed, step=step)
-    value, dout, _ = loss_and_grad(loss, out, yb)
+    value, dout, _ = loss_and_grad(loss, out, yb, wb)
     pen = penalty(layers, params, hyper["l1"], hyper["l2"])
     backward(layers, params, cache, dout, grads)
     l1, two_l2 = np.float32(hyper["l1"]), np.float32(2 * hyper["l2"])
