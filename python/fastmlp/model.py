@@ -191,6 +191,10 @@ class MLP:
             self.layers.append(layer)
         self._params = np.zeros(max(p_size, 1), np.float32)
         self._stats = np.zeros(max(s_size, 1), np.float32)
+        self._input_mean = self._input_scale = None
+        # JSON-serialisable facts about the model (task, feature names, classes, ...), saved
+        # and loaded with it; fastmlp itself never reads them to compute anything.
+        self.metadata: dict = {}
 
         rng = np.random.default_rng(seed)
         for layer, b0 in zip(self.layers, biases):
@@ -287,8 +291,66 @@ class MLP:
         return _core.Network(self._layer_specs(start, stop, fused_output), self._params,
                              self._stats)
 
+    # ---- input standardisation -----------------------------------------------------------
+    @property
+    def input_mean(self):
+        """None, or (n_inputs,) float32: subtracted from X before the first layer."""
+        return self._input_mean
+
+    @input_mean.setter
+    def input_mean(self, value):
+        self._input_mean = self._input_vector(value, "input_mean", positive=False)
+
+    @property
+    def input_scale(self):
+        """None, or (n_inputs,) float32 > 0: X is divided by it (after input_mean)."""
+        return self._input_scale
+
+    @input_scale.setter
+    def input_scale(self, value):
+        self._input_scale = self._input_vector(value, "input_scale", positive=True)
+
+    def _input_vector(self, value, name: str, positive: bool):
+        if value is None:
+            return None
+        a = np.asarray(value)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: expected {self.n_inputs} numbers, got dtype {a.dtype}")
+        a = np.array(a, dtype=np.float32).reshape(-1) if a.ndim <= 1 else a
+        if a.shape != (self.n_inputs,):
+            raise ValueError(f"{name}: expected shape ({self.n_inputs},) (one per input), got "
+                             f"{np.shape(value)}")
+        if not np.isfinite(a).all() or (positive and (a <= 0).any()):
+            raise ValueError(f"{name}: expected finite values{' > 0' if positive else ''}")
+        return a
+
+    def fit_input_scaling(self, X) -> "MLP":
+        """Sets input_mean and input_scale to X's per-feature mean and standard deviation
+        (scale 1 where a feature is constant), so that every later predict, train, evaluate,
+        diagnose and ONNX export standardises its inputs the same way. Returns self."""
+        X = as_features(X, "X", self.n_inputs).astype(np.float64)
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        # Constant features (std 0, or only rounding noise) are centred, not blown up.
+        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        self.input_mean, self.input_scale = mean, std
+        return self
+
     def _input(self, X, name: str = "X") -> np.ndarray:
-        return as_features(X, name, self.n_inputs)
+        """X validated as float32 (n, n_inputs), then standardised with input_mean and
+        input_scale when they are set (a new array; the caller's X is never modified)."""
+        X = as_features(X, name, self.n_inputs)
+        if self._input_mean is None and self._input_scale is None:
+            return X
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            if self._input_mean is not None:
+                X = X - self._input_mean
+            if self._input_scale is not None:
+                X = X / self._input_scale
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if not np.isfinite(X).all():  # a huge value over a tiny scale
+            raise ValueError(f"{name}: standardised with input_mean/input_scale, it "
+                             f"overflows float32")
+        return X
 
     # ---- inference ------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
@@ -376,6 +438,8 @@ class MLP:
         for i, (src, dst) in enumerate(zip(reused, new.layers)):
             dst.copy_from(src)
             dst.trainable = i >= n_frozen
+        # The reused first layer was trained on inputs standardised this way.
+        new.input_mean, new.input_scale = model.input_mean, model.input_scale
         return new
 
 

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from . import _validate as v
-from .model import MLP, Layer, _positive_int, as_features
+from .model import MLP, Layer, _positive_int
 from .schedules import as_schedule
 from .training import OPTIMIZERS, _choice, train
 
@@ -36,7 +36,7 @@ def pretrain_autoencoder(model: MLP, X, *, layers=None, epochs: int = 10, lr=1e-
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
-    X = as_features(X, "X", model.n_inputs)
+    X = model._input(X, "X")  # standardised as the model's own inputs are
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     noise = v.real(noise, "noise", low=0.0)

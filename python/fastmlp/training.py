@@ -20,7 +20,7 @@ from . import _validate as v
 from .callbacks import CallbackList, EarlyStopping, History, ProgressBar, ReduceLROnPlateau
 from .diagnostics import rules
 from .diagnostics.monitor import Monitor, sample_rows, warn_finding
-from .model import MLP, _positive_int, as_features
+from .model import MLP, _positive_int
 from .schedules import Constant, as_schedule
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
@@ -234,7 +234,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
 
-    X = as_features(X, "X", model.n_inputs)
+    X = model._input(X, "X")
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
     if not isinstance(y, np.ndarray) or len(y) != len(X):
@@ -246,7 +246,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         sw = np.ascontiguousarray(sw[:len(X)])
     yt = targets(model, y, loss, len(X))
     if Xv is not None:
-        Xv = as_features(Xv, "validation_data[0]", model.n_inputs)
+        if validation_data is not None:  # rows split off X are validated and scaled already
+            Xv = model._input(Xv, "validation_data[0]")
         yv = targets(model, yv, loss, len(Xv), "validation_data[1]")
 
     lo = next((i for i, l in enumerate(model.layers) if l.trainable), None)
@@ -407,7 +408,7 @@ def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
     loss = _choice(loss, "loss", LOSSES)
     _check_output(model, loss)
-    X = as_features(X, "X", model.n_inputs)
+    X = model._input(X, "X")
     yt = targets(model, y, loss, len(X))
     bs = _positive_int(batch_size, "batch_size")
     net = model._network(0, None, loss != "mse")

@@ -54,7 +54,7 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
     suggestions). The rules and their thresholds: fastmlp.diagnostics.rules.THRESHOLDS.
     Gradients are computed without dropout (a diagnosis is deterministic for a given seed).
     """
-    from ..model import MLP, _positive_int, as_features
+    from ..model import MLP, _positive_int
     from ..training import LOSSES, _check_output, _choice, targets, train
 
     if not isinstance(model, MLP):
@@ -74,7 +74,8 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
                          f"{probe_steps!r}")
     batch_size = _positive_int(train_options.get("batch_size", 32), "batch_size")
 
-    X = as_features(X, "X", model.n_inputs)
+    # What the first layer sees: standardised with the model's input_mean/input_scale if set.
+    X = model._input(X, "X")
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
     yt = targets(model, y, loss, len(X))
@@ -133,6 +134,7 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
 def _probe(model, X, y, loss, steps, batch_size, seed, options, train):
     """Trains a copy of the model for at least `steps` steps, recording 20 monitor records."""
     trained = copy.deepcopy(model)
+    trained.input_mean = trained.input_scale = None  # X is already standardised
     need = steps * batch_size
     rng = np.random.default_rng(None if seed is None else seed + 1)
     if len(X) >= need:
