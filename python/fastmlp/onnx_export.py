@@ -28,8 +28,9 @@ from .reference.activations import SELU_ALPHA, SELU_SCALE
 
 # Opset 13 (ONNX 1.8, 2020) is the oldest opset with every operator this exporter emits in its
 # current form (Softmax over one axis, Gemm with an optional C), so it loads in the widest range
-# of runtimes: onnxruntime >= 1.6, TensorRT 8, OpenVINO 2021 and later. Gelu arrived in opset 20;
-# below that it is built from Erf, which computes the same exact (erf) GELU.
+# of runtimes (onnxruntime >= 1.6, TensorRT >= 8.0; the file's IR version is the oldest that can
+# carry the opset, 7 for 13). Gelu arrived in opset 20; below that it is built from Erf, which
+# computes the same exact (erf) GELU.
 DEFAULT_OPSET = 13
 MIN_OPSET = 13
 GELU_OPSET = 20
