@@ -41,4 +41,5 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """Threads the kernels use now (see set_num_threads)."""
     return _core.num_threads()

@@ -88,22 +88,26 @@ class Callback:
         self.stop_training = False
 
     def set_model(self, model) -> None:
+        """Called once before training with the fastmlp.MLP being trained."""
         self.model = model
 
     def set_params(self, params: dict) -> None:
+        """Called once before training with the run's settings (epochs, steps, batch_size,
+        loss, optimizer, samples)."""
         self.params = dict(params)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        pass
+        """Called before the first epoch."""
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        pass
+        """Called before epoch `epoch` (0-based)."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        pass
+        """Called after epoch `epoch` with its metrics (loss, accuracy, val_loss,
+        val_accuracy, lr, grad_norm, time); set self.stop_training = True to stop."""
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        pass
+        """Called once after the last epoch (also after early stopping or divergence)."""
 
     def on_finding(self, finding, step: int) -> None:
         """A gradient-health finding appeared at global step `step` (train(monitor=N) only;
@@ -333,6 +337,7 @@ class ProgressBar(Callback):
 
     @property
     def stream(self):
+        """Where the bar is drawn: the stream given to the constructor, else sys.stderr."""
         return sys.stderr if self._stream is None else self._stream
 
     def _is_tty(self) -> bool:
@@ -474,23 +479,29 @@ class CallbackList:
         return len(self.callbacks)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        """Resets every callback's stop_training flag, then calls its on_train_begin."""
         for cb in self.callbacks:
             cb.stop_training = False
             cb.on_train_begin(logs)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Calls every callback's on_epoch_begin, in order."""
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> bool:
+        """Calls every callback's on_epoch_end (all of them, even after one asks to stop);
+        returns True when any asked to stop."""
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
         return any(cb.stop_training for cb in self.callbacks)
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        """Calls every callback's on_train_end, in order."""
         for cb in self.callbacks:
             cb.on_train_end(logs)
 
     def on_finding(self, finding, step: int) -> None:
+        """Passes a gradient-health finding to every callback's on_finding."""
         for cb in self.callbacks:
             cb.on_finding(finding, step)

@@ -209,19 +209,23 @@ class MLP:
     # ---- introspection -------------------------------------------------------------------
     @property
     def n_inputs(self) -> int:
+        """Features per input row: sizes[0]."""
         return self.sizes[0]
 
     @property
     def n_outputs(self) -> int:
+        """Outputs per row: sizes[-1]."""
         return self.sizes[-1]
 
     def count_params(self) -> int:
+        """Number of parameters (weights, biases, batch-norm gamma/beta), frozen included."""
         return sum(l.n_params for l in self.layers)
 
     def __repr__(self) -> str:
         return "MLP(" + ", ".join(repr(l) for l in self.layers) + ")"
 
     def summary(self) -> str:
+        """A table of the layers (shape, activation, batch norm, dropout, trainable, params)."""
         rows = [f"{'layer':<6}{'shape':<14}{'activation':<12}{'bn':<4}{'dropout':<9}"
                 f"{'trainable':<10}{'params':>8}"]
         for l in self.layers:
@@ -246,6 +250,8 @@ class MLP:
         return out
 
     def set_weights(self, weights) -> None:
+        """Copies arrays in get_weights() order and shapes into the model; nothing is changed
+        unless every shape matches."""
         views = [(l, name, l._view(name)) for l in self.layers for name in Layer._ARRAYS
                  if l._view(name) is not None]
         if len(weights) != len(views):

@@ -28,6 +28,7 @@ class Finding:
     suggestions: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The finding as plain JSON-ready values (NaN/Inf as strings)."""
         return _jsonable(asdict(self))
 
     def __str__(self) -> str:
@@ -65,12 +66,16 @@ class Report:
         return not any(f.severity != "info" for f in self.findings)
 
     def kinds(self) -> set:
+        """The set of finding kinds present (e.g. {"dead_relu", "unscaled_inputs"})."""
         return {f.kind for f in self.findings}
 
     def by_kind(self, kind: str) -> list:
+        """The findings of one kind, in report order."""
         return [f for f in self.findings if f.kind == kind]
 
     def to_dict(self) -> dict:
+        """Everything in the report (findings, per-layer table, inputs, probe records) as
+        plain JSON-ready values."""
         probe = None
         if self.probe is not None:
             probe = {"history": self.probe.history,
@@ -81,6 +86,7 @@ class Report:
                           "settings": self.settings})
 
     def to_json(self, indent: int = 2) -> str:
+        """to_dict() as strict JSON text (non-finite numbers are strings)."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def table(self) -> str:
