@@ -315,17 +315,13 @@ def test_argument_errors(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="permission bits do not stop root (or exist on this OS)")
-def test_unwritable_directory(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(PermissionError, match="is not writable"):
-            export_onnx(fastmlp.MLP([3, 3]), locked / "m.onnx")
-    finally:
-        locked.chmod(0o700)
+def test_unwritable_directory(tmp_path, monkeypatch):
+    """Permission bits do not stop root (CI runs as root), so the access check is simulated."""
+    import fastmlp.onnx_export as exporter
+    monkeypatch.setattr(exporter.os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match="is not writable"):
+        export_onnx(fastmlp.MLP([3, 3]), tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
 
 
 def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):

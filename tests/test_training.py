@@ -510,3 +510,19 @@ def test_sample_weight_with_validation_split_uses_the_training_rows_weights():
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert len(ha.history["val_loss"]) == 3
+
+
+def test_predict_proba_of_a_single_logit_is_its_sigmoid():
+    """One identity output trained with binary_cross_entropy: predict_proba gives [1-p, p]
+    with p = sigmoid(logit), not a softmax over one column (always 1)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32)
+    model = fastmlp.MLP([3, 4, 1], seed=0)
+    fastmlp.train(model, X, y, loss="binary_cross_entropy", epochs=20, lr=0.01, verbose=0)
+    logit = model.predict(X)[:, 0].astype(np.float64)
+    p = model.predict_proba(X)
+    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict_classes(X), (logit > 0).astype(int))
+    assert (model.predict_classes(X) == y).mean() > 0.8

@@ -368,12 +368,20 @@ class MLP:
         return net.predict(X, bs, self.output_activation == "softmax")
 
     def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities: softmax of the outputs (a single sigmoid output gives the two
-        columns [1 - p, p]). For models trained with a classification loss."""
+        """Class probabilities (n, n_classes) for models trained with a classification loss:
+        the softmax of the outputs; a single sigmoid output, or a single logit (identity
+        output trained with binary_cross_entropy), gives the two columns [1 - p, p]; several
+        sigmoid outputs (multi-label) give one probability per label. A multi-label model
+        should use output_activation="sigmoid" (identity outputs would get a softmax)."""
         X = self._input(X)
         bs = _positive_int(batch_size, "batch_size")
-        out = self._network().predict(X, bs, self.output_activation != "sigmoid")
-        if self.output_activation == "sigmoid":
+        # A softmax over one column is always 1: one logit can only mean a sigmoid.
+        one_logit = self.output_activation == "identity" and self.n_outputs == 1
+        sigmoid = self.output_activation == "sigmoid" or one_logit
+        out = self._network().predict(X, bs, not sigmoid)
+        if one_logit:  # sigmoid of the logit, in a form where exp never overflows
+            out = np.exp(-np.logaddexp(0, -out)).astype(np.float32)
+        if sigmoid:
             return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
         return out
 
