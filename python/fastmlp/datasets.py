@@ -51,6 +51,7 @@ def load_mnist(path, *, normalize: bool = True, flatten: bool = True, n_classes=
         ``idx`` (``train-images.idx3-ubyte``, as the Kaggle copy does), and may sit inside a
         folder of its own name (also Kaggle). Gzip is recognised by content, not by name.
         Both splits are required; to read a single file use ``fastmlp.idx.read_idx``.
+        (EMNIST stores each image transposed; transpose X yourself with flatten=False.)
     normalize: True gives X float32 in [0, 1] (pixel / 255); False the raw uint8 pixels.
     flatten: True gives X (n, 784); False (n, 28, 28).
     n_classes: labels must lie in 0..n_classes-1 (10 for MNIST and Fashion-MNIST; 47 for

@@ -68,7 +68,7 @@ def read_idx(path) -> np.ndarray:
 
 def _read(f, path: str, file_size=None, compressed_size=None) -> np.ndarray:
     """Header, size checks, then the data, from the (decompressing) stream f."""
-    magic = _read_exact(f, 4, path, "the 4-byte magic number")
+    magic = _read_exact(f, 4, path, "the magic number")
     if magic[:2] != b"\0\0" or magic[2] not in DTYPES:
         raise ValueError(f"{path}: not an IDX file: it starts with bytes "
                          f"{' '.join(f'{b:02X}' for b in magic)} {_guess(magic)}")
