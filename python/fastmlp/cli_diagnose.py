@@ -12,28 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
 
 from ._atomic import write_atomic
+from .cli_common import (INPUT_ERRORS, MAX_AUTO_CLASSES, UsageError, describe, fail,
+                         hidden_sizes, integral, label_classes, load_model, read_training_data)
 from .diagnostics.stats import feature_moments
 
 PROG = "fastmlp diagnose"
-# --loss auto: a 1-D integer target with at most this many distinct values (and fewer distinct
-# values than half the rows) is read as class labels. 50 covers the usual classification sets
-# (digits 10, CIFAR-10, 20 newsgroups) while an integer regression target (ages, counts) over a
-# few thousand rows usually has more distinct values or repeats each one rarely.
-MAX_AUTO_CLASSES = 50
 # Flags that describe a new network; with --model they would be silently ignored, so they are
 # refused instead. Their defaults are applied in run() so that "given" can be detected.
 _ARCHITECTURE = {"hidden": "300,100", "activation": "relu", "output_activation": "identity",
                  "init": None, "bias_init": 0.0, "batchnorm": False}
 _PLOT_HINT = "pictures skipped: they need matplotlib: pip install 'fastmlp[plot]'"
-
-
-class UsageError(ValueError):
-    """Input the command cannot use; the message is printed as the error line."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -95,7 +87,7 @@ def run(args) -> int:
     """Runs the command for parsed arguments; returns the exit code."""
     try:
         text, report = _diagnose(args)
-    except (UsageError, FileNotFoundError, ValueError, TypeError) as e:
+    except INPUT_ERRORS as e:
         # ValueError/TypeError: fastmlp's argument checks (they name the option and the fix).
         return _fail(e)
     print(text)
@@ -114,8 +106,7 @@ def run(args) -> int:
 
 
 def _fail(error) -> int:
-    print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-    return 2
+    return fail(PROG, error)
 
 
 # ---- the diagnosis --------------------------------------------------------------------------
@@ -140,16 +131,16 @@ def _diagnose(args):
         lines.append("inputs: standardized with their own mean and standard deviation "
                      "(--standardize)" + (f"; {n_constant} constant column(s) set to 0"
                                           if n_constant else ""))
-    model = _load_model(args.model) if args.model is not None else None
+    model = load_model(args.model, "--model") if args.model is not None else None
     out_act = model.output_activation if model is not None else (
         args.output_activation or _ARCHITECTURE["output_activation"])
     loss, y, n_outputs, why = choose_loss(y, args.loss, out_act,
                                           None if model is None else model.n_outputs)
     if model is None:
         model = _build_model(args, X.shape[1], n_outputs)
-        lines.append(f"model: new {_describe(model)}, seed {args.seed}")
+        lines.append(f"model: new {describe(model)}, seed {args.seed}")
     else:
-        lines.append(f"model: {args.model}: {_describe(model)}")
+        lines.append(f"model: {args.model}: {describe(model)}")
     lines.append(f"loss: {loss}" + (f" ({why})" if why else ""))
 
     options = {"optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
@@ -167,20 +158,8 @@ def _diagnose(args):
 
 def _read_data(data: str, target):
     """(X, y, feature names, description) for the DATA argument."""
-    from .data_files import read_table
-    from .datasets import load_digits
-
-    if data == "digits":
-        if target is not None:
-            raise UsageError("--target: applies to CSV files; 'digits' has its own labels")
-        X, y, _, _ = load_digits(seed=0)
-        return X, y, [f"pixel_{j // 8}_{j % 8}" for j in range(64)], \
-            "digits (shipped, training part)"
-    try:
-        X, y, names = read_table(data, target)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}; DATA is 'digits', a .csv file or an .npz file") from None
-    return X, y, names, data
+    X, y, names, _, source = read_training_data(data, target)
+    return X, y, names, source
 
 
 def standardize(X: np.ndarray):
@@ -207,12 +186,6 @@ def _worst_features(X: np.ndarray, names, top: int = 3) -> str:
 
 
 # ---- targets and the loss -------------------------------------------------------------------
-def _integral(y: np.ndarray) -> bool:
-    if y.dtype.kind in "iub":
-        return True
-    return y.dtype.kind == "f" and bool(np.isfinite(y).all()) and bool((y == np.round(y)).all())
-
-
 def choose_loss(y: np.ndarray, loss: str, output_activation: str, n_outputs=None):
     """(loss, y, n_outputs, reason) for the --loss flag.
 
@@ -228,9 +201,7 @@ def choose_loss(y: np.ndarray, loss: str, output_activation: str, n_outputs=None
     width = 1 if y.ndim == 1 else y.shape[1]
     reason = ""
     if loss == "auto":
-        classes = np.unique(y) if y.ndim == 1 and _integral(y) else None
-        few = classes is not None and len(classes) <= MAX_AUTO_CLASSES \
-            and len(classes) < len(y) / 2
+        classes, few = label_classes(y)
         if few and output_activation == "sigmoid" and set(classes.tolist()) <= {0, 1}:
             loss = "binary_cross_entropy"
             reason = "auto: 0/1 labels under a sigmoid output"
@@ -254,7 +225,7 @@ def choose_loss(y: np.ndarray, loss: str, output_activation: str, n_outputs=None
         if y.ndim != 1:
             raise UsageError(f"--loss cross_entropy: takes one target column of class labels, "
                              f"got {width} columns")
-        if not _integral(y):
+        if not integral(y):
             bad = y[np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0]]
             raise UsageError(f"--loss cross_entropy: needs integer class labels, but the "
                              f"target holds {bad.item()!r}; use --loss mse for regression")
@@ -275,54 +246,15 @@ def choose_loss(y: np.ndarray, loss: str, output_activation: str, n_outputs=None
 
 
 # ---- the model ------------------------------------------------------------------------------
-def _hidden_sizes(text: str) -> list[int]:
-    if not text.strip() or text.strip().lower() == "none":
-        return []
-    try:
-        sizes = [int(s) for s in text.split(",")]
-    except ValueError:
-        sizes = None
-    if sizes is None or any(s < 1 for s in sizes):
-        raise UsageError(f"--hidden: expected comma-separated layer sizes >= 1 such as "
-                         f"300,100 ('' for no hidden layer), got {text!r}")
-    return sizes
-
-
 def _build_model(args, n_features: int, n_outputs: int):
     from .model import MLP
 
     a = {k: _ARCHITECTURE[k] if getattr(args, k) is None else getattr(args, k)
          for k in _ARCHITECTURE}
-    sizes = [n_features, *_hidden_sizes(a["hidden"]), n_outputs]
+    sizes = [n_features, *hidden_sizes(a["hidden"]), n_outputs]
     return MLP(sizes, activation=a["activation"], output_activation=a["output_activation"],
                init=a["init"], bias_init=a["bias_init"], batchnorm=a["batchnorm"],
                seed=args.seed)
-
-
-def _load_model(path: str):
-    from .io import load
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--model {path}: no such file")
-    try:
-        return load(path)
-    except ValueError as e:
-        # load's messages start "path: '<path>' ..." (its argument's name).
-        message = str(e).removeprefix("path: ")
-        raise UsageError(f"--model: {message}") from None
-
-
-def _describe(model) -> str:
-    hidden = sorted({l.activation for l in model.layers[:-1]})
-    inits = [str(l.init) for l in model.layers]
-    parts = [f"MLP {'-'.join(map(str, model.sizes))}"]
-    if hidden:
-        parts.append(f"{'/'.join(hidden)} hidden")
-    parts.append(f"{model.output_activation} output")
-    parts.append("init " + (inits[0] if len(set(inits)) == 1 else ", ".join(inits)))
-    if any(l.batchnorm for l in model.layers):
-        parts.append("batchnorm")
-    return ", ".join(parts) + f" ({model.count_params():,} parameters)"
 
 
 # ---- files ----------------------------------------------------------------------------------
