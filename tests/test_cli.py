@@ -174,6 +174,12 @@ def test_npz_integer_labels_and_digits(capsys, tmp_path):
     code, out, err = cli(capsys, "evaluate", model_path, data, "--json")
     assert (code, err) == (0, "")
     assert json.loads(out)["rows"] == 40
+    # Text labels stored in an archive (a str array needs no pickle).
+    np.savez(data, X=X, y=np.where(X[:, 0] > 0, "hi", "lo"))
+    code, out, err = cli(capsys, "train", data, "--hidden", "3", "--epochs", "2", "-q",
+                         "--validation-split", "0", "--out", model_path)
+    assert (code, err) == (0, "")
+    assert fastmlp.load(model_path).metadata["classes"] == ["hi", "lo"]
 
     # digits: trained on the training part, evaluated on the held-out test part.
     code, out, err = cli(capsys, "train", "digits", "--hidden", "17", "--epochs", "1", "-q",
@@ -259,6 +265,14 @@ def test_regression_round_trip(capsys, tmp_path):
     assert result["r2"] == pytest.approx(1 - np.sum((values - truth) ** 2) /
                                          np.sum((truth - truth.mean()) ** 2), rel=1e-5)
     assert result["r2"] > 0.8  # learnt, thanks to the stored standardisation of 'big'
+
+
+def test_info_reads_a_version_1_file(capsys):
+    path = os.path.join(os.path.dirname(__file__), "data", "model_v1.npz")
+    code, out, err = cli(capsys, "info", path)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"file: {path} (fastmlp.MLP format version 1)\n")
+    assert f"architecture: MLP {'-'.join(map(str, fastmlp.load(path).sizes))}" in out
 
 
 def test_model_saved_without_metadata_is_used_by_position(capsys, tmp_path):

@@ -212,9 +212,9 @@ def _info(args) -> int:
             "input_standardization": scaled, "task": task, "classes": classes,
             "feature_names": features, "target": targets, "metadata": meta}))
         return 0
+    writer = meta.get("fastmlp_version") or header.get("fastmlp_version")
     lines = [f"file: {args.model} ({header.get('format')} format version "
-             f"{header.get('version')}, written by fastmlp "
-             f"{meta.get('fastmlp_version') or header.get('fastmlp_version') or 'unknown'})"]
+             f"{header.get('version')}" + (f", written by fastmlp {writer})" if writer else ")")]
     if meta.get("created"):
         lines.append(f"created: {meta['created']}")
     lines.append(f"task: {task}" + (f", loss {meta['loss']}" if meta.get("loss") else "")
