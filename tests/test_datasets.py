@@ -6,7 +6,6 @@ The IDX files here are written by _idx_bytes below, straight from the format des
 """
 import gzip
 import importlib.util
-import math
 import os
 import pathlib
 import struct
