@@ -211,3 +211,16 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
         fastmlp.save(model, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]  # no temporary file left behind
+
+
+def test_read_header_without_building_the_model(tmp_path):
+    model, _ = trained_model()
+    fastmlp.save(model, tmp_path / "m.npz")
+    header = fastmlp.io.read_header(tmp_path / "m.npz")
+    assert (header["format"], header["version"]) == ("fastmlp.MLP", 2)
+    assert header["sizes"] == model.sizes and header["metadata"] == model.metadata
+    assert header["input"] == {"mean": True, "scale": True}
+    assert fastmlp.io.read_header(os.path.join(DATA, "model_v1.npz"))["version"] == 1
+    np.savez(tmp_path / "other.npz", X=np.ones(3))
+    with pytest.raises(ValueError, match="not a fastmlp model"):
+        fastmlp.io.read_header(tmp_path / "other.npz")

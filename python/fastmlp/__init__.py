@@ -7,7 +7,8 @@ specification, same names and signatures).
 """
 from __future__ import annotations
 
-from . import _core, callbacks, datasets, diagnostics, initializers, kernels, reference, schedules
+from . import (_core, callbacks, datasets, diagnostics, idx, initializers, kernels, reference,
+               schedules)
 from .diagnostics import DiagnosticWarning, diagnose
 from .io import load, save
 from .onnx_export import export_onnx  # imports onnx only when called
@@ -17,7 +18,7 @@ from .training import evaluate, train
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "Layer", "train", "evaluate", "diagnose", "DiagnosticWarning",
-           "pretrain_autoencoder", "save", "load", "export_onnx", "callbacks", "datasets", "diagnostics",
+           "pretrain_autoencoder", "save", "load", "export_onnx", "callbacks", "datasets", "idx", "diagnostics",
            "schedules", "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
            "get_num_threads", "__version__"]
 

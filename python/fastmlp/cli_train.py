@@ -158,7 +158,16 @@ def _train(args) -> int:
     if args.standardize:
         # Training rows only: the validation rows must look like unseen data.
         model.fit_input_scaling(X_tr)
-    validation = None if val_rows is None else (X[val_rows], y[val_rows])
+    y_val = None if val_rows is None else y[val_rows]
+    target_scaling = None
+    if task == "regression" and args.standardize:
+        # Train on standardised targets (a price in the 1e5 range would otherwise need ~1e5
+        # steps of the output bias alone), then fold the inverse into the output layer.
+        target_scaling = _target_scaling(y_tr)
+        y_tr = ((y_tr - target_scaling[0]) / target_scaling[1]).astype(np.float32)
+        if y_val is not None:
+            y_val = ((y_val - target_scaling[0]) / target_scaling[1]).astype(np.float32)
+    validation = None if val_rows is None else (X[val_rows], y_val)
     early = args.early_stopping or args.patience is not None
     patience = 5 if args.patience is None else args.patience
     if not args.quiet:
@@ -185,6 +194,11 @@ def _train(args) -> int:
     elapsed = time.perf_counter() - t0
     for w in caught:
         print(f"warning: {w.message}")
+    if target_scaling is not None:
+        _fold_target_scaling(model, *target_scaling)
+        y_tr = y[train_rows]
+        if validation is not None:
+            validation = (validation[0], y[val_rows])
 
     final = {"training": scores(model, X_tr, y_tr, task)}
     if validation is not None:
@@ -209,6 +223,10 @@ def _train(args) -> int:
                      "clip_norm": args.clip_norm, "validation_split": args.validation_split,
                      "early_stopping": early, "patience": patience if early else None,
                      "standardize": args.standardize, "seed": args.seed,
+                     "target_scaling": None if target_scaling is None else {
+                         "mean": target_scaling[0].tolist(),
+                         "scale": target_scaling[1].tolist(),
+                         "folded_into_output_layer": True},
                      "seconds": round(elapsed, 3)},
         "metrics": final,
         "fastmlp_version": __version__,
@@ -220,6 +238,30 @@ def _train(args) -> int:
         raise UsageError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
     print(f"saved {args.out}")
     return 0
+
+
+def _target_scaling(y: np.ndarray):
+    """Per-target mean and standard deviation (1 where a target is constant), float32 (k,)."""
+    y2 = y.reshape(len(y), -1).astype(np.float64)
+    mean, std = y2.mean(axis=0), y2.std(axis=0)
+    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    if y.ndim == 1:
+        return np.float32(mean[0]), np.float32(std[0])
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _fold_target_scaling(model, mean, scale) -> None:
+    """Makes the identity output layer emit out * scale + mean: exact for an affine output,
+    so the saved model predicts in the target's own units with no extra machinery."""
+    last = model.layers[-1]
+    scale = np.broadcast_to(np.asarray(scale, np.float32), (last.n_out,))
+    mean = np.broadcast_to(np.asarray(mean, np.float32), (last.n_out,))
+    if last.batchnorm:  # y = gamma * norm(z) + beta
+        last.gamma = last.gamma * scale
+        last.beta = last.beta * scale + mean
+    else:               # y = x W + b
+        last.W = last.W * scale
+        last.b = last.b * scale + mean
 
 
 def _task(y: np.ndarray, wanted: str):

@@ -188,8 +188,8 @@ def _evaluate(args) -> int:
 # ---- info -------------------------------------------------------------------------------------
 def _file_header(path: str) -> dict:
     """The JSON header of a model file that fastmlp.load has already accepted."""
-    with np.load(path, allow_pickle=False) as archive:
-        return json.loads(archive["fastmlp"].tobytes().decode())
+    from .io import read_header
+    return read_header(path)
 
 
 def _info(args) -> int:

@@ -105,7 +105,25 @@ def load(path) -> MLP:
                                  f"{e})") from None
 
 
-def _read(archive, path: str) -> MLP:
+def read_header(path) -> dict:
+    """The JSON header of a model file (format, version, fastmlp_version, sizes, layers,
+    input, metadata) without building the model; ValueError as load() for other files."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path: {path!r}: no such file")
+    with open(path, "rb") as f:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"path: {path!r} is not a fastmlp model file ({e})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"path: {path!r} is a single .npy array, not a fastmlp model "
+                             f"file")
+        with archive:
+            return _header(archive, path)
+
+
+def _header(archive, path: str) -> dict:
     if "fastmlp" not in archive.files:
         raise ValueError(f"path: {path!r} is an .npz file but not a fastmlp model")
     if archive.zip.getinfo("fastmlp.npy").file_size > MAX_HEADER_BYTES:
@@ -120,6 +138,11 @@ def _read(archive, path: str) -> MLP:
             raise ValueError("header is not a JSON object")
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"path: {path!r} has a corrupt header ({e})") from None
+    return meta
+
+
+def _read(archive, path: str) -> MLP:
+    meta = _header(archive, path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"path: {path!r} holds {meta.get('format')!r}, not a {FORMAT}")
     version = meta.get("version")
