@@ -20,3 +20,19 @@ def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--epochs", "0"])
     assert "--epochs" in capsys.readouterr().err
+
+
+def test_demo_command_saves_a_model_the_other_commands_use(capsys, tmp_path):
+    import json
+
+    import fastmlp
+    path = tmp_path / "digits.npz"
+    assert main(["demo", "--epochs", "3", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"saved the model to {path}" in out
+    model = fastmlp.load(path)
+    assert model.input_mean is not None and model.metadata["classes"] == list(range(10))
+    assert main(["evaluate", str(path), "digits", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    printed = float(out.split("test accuracy ")[1].split()[0])
+    assert result["accuracy"] == __import__("pytest").approx(printed, abs=1e-4)

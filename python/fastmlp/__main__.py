@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     demo.add_argument("--epochs", type=int, default=50)
     demo.add_argument("--batch-size", type=int, default=200)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="fastmlp-digits.npz",
+                      help="where to save the trained model (default fastmlp-digits.npz; '' "
+                           "to not save)")
     cli_train.add_parser(sub)
     cli_use.add_parsers(sub)
     cli_diagnose.add_parser(sub)
@@ -38,7 +41,8 @@ def main(argv=None) -> int:
     if args.command == "demo":
         if args.epochs < 1 or args.batch_size < 1:
             parser.error("--epochs and --batch-size must be >= 1")
-        run_demo(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+        run_demo(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                 save_to=args.out or None)
         return 0
     try:
         return args.run(args)

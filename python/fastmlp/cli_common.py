@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 
+from .datasets import DIGITS_FEATURES  # the commands' name for the digits' columns
+
 # What a command's run() catches and reports as unusable input (exit code 2).
 INPUT_ERRORS = (FileNotFoundError, ValueError, TypeError)
 # A 1-D integer target with at most this many distinct values (and fewer distinct values than
@@ -19,7 +21,6 @@ INPUT_ERRORS = (FileNotFoundError, ValueError, TypeError)
 # CIFAR-10, 20 newsgroups) while an integer regression target (ages, counts) over a few thousand
 # rows usually has more distinct values or repeats each one rarely.
 MAX_AUTO_CLASSES = 50
-DIGITS_FEATURES = [f"pixel_{j // 8}_{j % 8}" for j in range(64)]
 DIGITS_TARGET = "digit"
 _DATA_HINT = "DATA is 'digits', a .csv file or an .npz file"
 

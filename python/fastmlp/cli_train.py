@@ -81,8 +81,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="epochs without improvement before early stopping (default 5; "
                          "implies --early-stopping)")
     tr.add_argument("--no-standardize", dest="standardize", action="store_false",
-                    help="feed the inputs as they are (default: standardise with the training "
-                         "rows' mean and std, stored in the model)")
+                    help="feed inputs and regression targets as they are (default: "
+                         "standardise both with the training rows' mean and std; the input "
+                         "scaling is stored in the model, the target scaling folded into its "
+                         "output layer)")
     tr.add_argument("--seed", type=int, default=0, metavar="N",
                     help="seeds the weights, the validation split, shuffling and dropout "
                          "(default 0)")

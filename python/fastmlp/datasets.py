@@ -15,6 +15,10 @@ MNIST_SHAPE = (28, 28)
 MNIST_FILES = {"train": ("train-images", "train-labels"), "test": ("t10k-images", "t10k-labels")}
 
 
+# Names of the digits' 64 features: the pixel at row r, column c of the 8x8 image.
+DIGITS_FEATURES = [f"pixel_{j // 8}_{j % 8}" for j in range(64)]
+
+
 def load_digits(*, test_fraction: float = 0.2, seed: int = 0):
     """The 8x8 handwritten digits (1,797 samples, 64 features, 10 classes).
 
