@@ -278,6 +278,9 @@ def test_warm_start_continues_and_cold_start_repeats():
         clf.set_params(hidden_layer_sizes=(3,)).fit(X, y)
     with pytest.raises(ValueError, match="same classes"):
         MLPClassifier(warm_start=True, **kw).fit(X, y).fit(X[y < 2], y[y < 2])
+    switched = MLPClassifier(warm_start=True, **kw).fit(X, y)
+    switched.set_params(early_stopping=True).fit(X, y)  # sklearn would fail here
+    assert len(switched.validation_scores_) == 5 and switched.best_loss_ is None
 
 
 def test_partial_fit_classifier():
@@ -451,6 +454,17 @@ def test_verbose_prints_sklearns_lines(capsys):
     fit_quietly(MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, verbose=True), X, y)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Iteration 1, loss = ") and out[1].startswith("Iteration 2, ")
+
+
+@no_convergence_warning
+def test_feature_names_from_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    X, y = blobs(n=40)
+    names = [f"f{i}" for i in range(X.shape[1])]
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(pd.DataFrame(X, columns=names), y)
+    assert list(clf.feature_names_in_) == names and clf.n_features_in_ == 17
+    with pytest.raises(ValueError, match="feature names"):
+        clf.predict(pd.DataFrame(X, columns=names[::-1]))
 
 
 # ---- sklearn-style errors ----------------------------------------------------------------------

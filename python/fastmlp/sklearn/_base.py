@@ -153,11 +153,17 @@ class BaseMLP(BaseEstimator):
         self._best_weights = model.get_weights()
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        if self.early_stopping:
+        self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+        self._start_stopping_state()
+
+    def _start_stopping_state(self) -> None:
+        """What the stopping rule tracks: the validation score with early_stopping, else the
+        loss. Also called on a warm start that switched early_stopping (sklearn would fail)."""
+        if self.early_stopping and self.validation_scores_ is None:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
-        else:
+        elif not self.early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
@@ -187,7 +193,8 @@ class BaseMLP(BaseEstimator):
         schedule = self.learning_rate if optimizer in p.SGD_FAMILY else "constant"
         lr = LearningRate(self._learning_rate, schedule, lr_scale, float(self.learning_rate_init),
                           float(self.power_t))
-        epochs = SklearnEpochs(self, n_train, c_loss, (c_grad - c_loss) * l2, validation, lr)
+        self._start_stopping_state()
+        epoch_end = SklearnEpochs(self, n_train, c_loss, (c_grad - c_loss) * l2, validation, lr)
         self.n_iter_ = 0
         seed = int(rs.randint(np.iinfo(np.int32).max))
         history = None
@@ -199,20 +206,20 @@ class BaseMLP(BaseEstimator):
                 history = train(
                     self.model_, X_train, y_train, loss=targets.loss, optimizer=optimizer,
                     lr=lr if schedule != "constant" else lr(0), batch_size=batch_size,
-                    epochs=1 if incremental else self.max_iter, l2=l2, callbacks=[epochs],
+                    epochs=1 if incremental else self.max_iter, l2=l2, callbacks=[epoch_end],
                     verbose=0, seed=seed, shuffle=bool(self.shuffle), sample_weight=sw_train,
                     **opt_kwargs)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         self._learning_rate = lr.value
         self.history_ = history
-        if history is not None and history.stopped_reason:
+        if history is not None and "diverged" in (history.stopped_reason or ""):
             raise ValueError("Solver produced non-finite parameter weights. The input data may "
                              "contain large values and need to be preprocessed (for example "
                              "with StandardScaler), or lower learning_rate_init.")
         if self.early_stopping:
             self.model_.set_weights(self._best_weights)
-        if not incremental and not epochs.converged and self.n_iter_ == self.max_iter:
+        if not incremental and not epoch_end.converged and self.n_iter_ == self.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                           "optimization hasn't converged yet." % self.max_iter,
                           ConvergenceWarning)

@@ -41,7 +41,8 @@ Examples
 >>> from fastmlp.datasets import load_digits
 >>> from fastmlp.sklearn import MLPClassifier
 >>> X_train, y_train, X_test, y_test = load_digits()
->>> clf = MLPClassifier(hidden_layer_sizes=(64,), random_state=0).fit(X_train, y_train)
+>>> clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=0)
+>>> clf = clf.fit(X_train, y_train)
 >>> clf.predict_proba(X_test[:1]).shape, clf.score(X_test, y_test) > 0.9
 ((1, 10), True)
 """
