@@ -31,8 +31,7 @@ output_activation : str, default='identity'
 
 Attributes
 ----------
-{_docs.fill(_docs.ATTRIBUTES, score="R^2", out="'identity' unless output_activation says "
-                                          "otherwise; 'logistic' for 'sigmoid'")}
+{_docs.fill(_docs.ATTRIBUTES, score="R^2", out="output_activation; 'logistic' for 'sigmoid'")}
 Notes
 -----
 {_docs.NOTES}
