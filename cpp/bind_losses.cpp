@@ -35,7 +35,7 @@ void bind_losses(py::module_& m) {
   m.def("softmax_cross_entropy", [](py::array logits, py::array labels) {
     check_f32(logits, "logits", {-1, -1});
     const py::ssize_t B = logits.shape(0), C = logits.shape(1);
-    if (!py::dtype::of<std::int64_t>().is(labels.dtype()) ||
+    if (!has_dtype<std::int64_t>(labels) ||
         !(labels.flags() & py::array::c_style) || labels.ndim() != 1 || labels.shape(0) != B)
       throw py::type_error("labels: expected a C-contiguous int64 array of shape (B,)");
     const auto* lab = static_cast<const std::int64_t*>(labels.data());

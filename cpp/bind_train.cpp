@@ -43,7 +43,7 @@ LayerSpec layer_from_dict(const py::dict& d) {
 }
 
 void check_i64(const py::array& a, const char* name, py::ssize_t n) {
-  if (!py::dtype::of<std::int64_t>().is(a.dtype()) || a.ndim() != 1 ||
+  if (!has_dtype<std::int64_t>(a) || a.ndim() != 1 ||
       !(a.flags() & py::array::c_style) || (n >= 0 && a.shape(0) != n))
     throw py::value_error(std::string(name) + ": expected a C-contiguous int64 array of shape (" +
                           (n >= 0 ? std::to_string(n) : std::string("n")) + ",)");
@@ -211,7 +211,7 @@ void bind_train(py::module_& m) {
              for (py::ssize_t i = 0; i < m; ++i)
                if (ord[i] < 0 || ord[i] >= n)
                  throw py::value_error("order: row index out of range");
-             if (!py::dtype::of<double>().is(lrs.dtype()) || lrs.ndim() != 1 ||
+             if (!has_dtype<double>(lrs) || lrs.ndim() != 1 ||
                  !(lrs.flags() & py::array::c_style))
                throw py::value_error("lrs: expected a C-contiguous float64 array");
              if (b0 < 0 || b1 < b0 || lrs.shape(0) < b1 - b0)

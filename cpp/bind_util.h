@@ -17,11 +17,19 @@ inline std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// True when a's dtype is equivalent to T's (PyArray_EquivTypes: native byte order only, so
+// '>f4' is refused rather than misread). Not dtype::is, which compares object identity: an
+// equal dtype object that is not NumPy's cached one (an unpickled array's) would be refused.
+template <typename T>
+inline bool has_dtype(const py::array& a) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(),
+                                                        py::dtype::of<T>().ptr());
+}
+
 // Checks dtype float32, C-contiguity and the expected shape (-1 = any extent).
 inline void check_f32(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
                       bool writable = false) {
-  // dtype::is is PyArray_EquivTypes: native-order float32 only ('>f4' would be misread).
-  if (!py::dtype::of<float>().is(a.dtype()))
+  if (!has_dtype<float>(a))
     throw py::type_error(std::string(name) + ": expected float32, got dtype " +
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))

@@ -224,3 +224,26 @@ def test_read_header_without_building_the_model(tmp_path):
     np.savez(tmp_path / "other.npz", X=np.ones(3))
     with pytest.raises(ValueError, match="not a fastmlp model"):
         fastmlp.io.read_header(tmp_path / "other.npz")
+
+
+def test_pickled_model_predicts_and_trains():
+    """Pickling (scikit-learn's convention for estimators holding an MLP) gives arrays whose
+    dtype objects are equal to, not identical with, NumPy's cached float32: the bindings must
+    compare dtypes by equivalence."""
+    import pickle
+    model, X = trained_model()
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    assert back.metadata == model.metadata
+    y = np.random.default_rng(1).integers(0, 2, len(X))
+    fastmlp.train(back, X, y, loss="cross_entropy", epochs=1, verbose=0, seed=0)
+    fastmlp.train(model, X, y, loss="cross_entropy", epochs=1, verbose=0, seed=0)
+    for a, b in zip(model.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_engine_refuses_byte_swapped_buffers():
+    from fastmlp import _core
+    model = fastmlp.MLP([3, 4, 2], seed=0)
+    with pytest.raises(TypeError, match="params: expected float32, got dtype >f4"):
+        _core.Network(model._layer_specs(), model._params.astype(">f4"), model._stats)

@@ -265,6 +265,13 @@ class MLP:
         for (_, _, view), w in zip(views, weights):
             view[...] = w
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling: the flat buffers become private, writable, aligned copies (joblib and
+        scikit-learn may hand back read-only memory maps; the engine updates them in place)."""
+        self.__dict__.update(state)
+        for name in ("_params", "_stats"):
+            setattr(self, name, np.array(getattr(self, name), dtype=np.float32, copy=True))
+
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         return self._params.copy(), self._stats.copy()
 

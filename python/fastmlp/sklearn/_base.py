@@ -257,19 +257,6 @@ class BaseMLP(BaseEstimator):
         return [b for _, b in self._affine_layers()]
 
     # ---- pickling, tags --------------------------------------------------------------------
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        model = self.__dict__.get("model_")
-        if model is not None:
-            # An unpickled array's float32 dtype is an equal but distinct object, and
-            # fastmlp._core checks the dtype by identity (reported to the lead): give the
-            # model freshly allocated buffers. Layer views are taken from them on access.
-            for name in ("_params", "_stats"):
-                old = getattr(model, name)
-                new = np.empty(old.shape, np.float32)
-                new[...] = old
-                setattr(model, name, new)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # accepted and densified (fastmlp's kernels are dense)
