@@ -301,6 +301,23 @@ def test_partial_fit_classifier():
         MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
 
 
+def test_partial_fit_keeps_the_optimizer_like_sklearn():
+    """Momentum carried across partial_fit calls: three calls follow sklearn's three calls
+    step for step (with a fresh optimizer per call the momentum would restart)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((100, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", momentum=0.9, nesterovs_momentum=False,
+              batch_size=25, shuffle=False, random_state=3, learning_rate_init=0.05)
+    a, b = MLPClassifier(**kw), sk_nn.MLPClassifier(**kw)
+    for _ in range(3):
+        a.partial_fit(X, y, classes=[0, 1])
+        b.partial_fit(X, y, classes=[0, 1])
+    for i, (wa, wb) in enumerate(zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_)):
+        assert_close(wa, wb, rtol=1e-5, atol=1e-6, name=f"parameter {i}")
+    assert a._optimizer_state.step == 12
+
+
 def test_partial_fit_regressor_and_sgd_rate_carry_over():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((120, 3))

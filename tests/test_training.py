@@ -526,3 +526,49 @@ def test_predict_proba_of_a_single_logit_is_its_sigmoid():
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(model.predict_classes(X), (logit > 0).astype(int))
     assert (model.predict_classes(X) == y).mean() > 0.8
+
+
+# ---- optimizer_state: continuing across train() calls ----------------------------------------
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_optimizer_state_makes_split_runs_equal_one_run(optimizer):
+    """Epoch by epoch with a shared OptimizerState equals one multi-epoch call, bit for bit
+    (no shuffling, so both see the same batches; dropout masks follow the global step)."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((50, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    kw = dict(loss="cross_entropy", optimizer=optimizer, batch_size=16, verbose=0, seed=3,
+              shuffle=False, lr=fastmlp.schedules.ExponentialDecay(0.01, 4, 0.5))
+    if optimizer == "sgd":
+        kw["momentum"] = 0.9
+    one = fastmlp.MLP([4, 8, 3], dropout=0.2, seed=0)
+    fastmlp.train(one, X, y, epochs=3, **kw)
+    split = fastmlp.MLP([4, 8, 3], dropout=0.2, seed=0)
+    state = fastmlp.OptimizerState()
+    for _ in range(3):
+        fastmlp.train(split, X, y, epochs=1, optimizer_state=state, **kw)
+    assert state.step == 12 and state.optimizer == optimizer
+    for a, b in zip(one.get_weights(), split.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Without the state each call restarts the optimizer (and the schedule): not the same.
+    fresh = fastmlp.MLP([4, 8, 3], dropout=0.2, seed=0)
+    for _ in range(3):
+        fastmlp.train(fresh, X, y, epochs=1, **kw)
+    assert not np.array_equal(fresh.layers[0].W, one.layers[0].W)
+
+
+def test_optimizer_state_is_checked():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((20, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    state = fastmlp.OptimizerState()
+    fastmlp.train(fastmlp.MLP([4, 3], seed=0), X, y, loss="cross_entropy", epochs=1,
+                  verbose=0, optimizer_state=state)
+    with pytest.raises(ValueError, match="holds the state of optimizer 'adam', not 'sgd'"):
+        fastmlp.train(fastmlp.MLP([4, 3], seed=0), X, y, loss="cross_entropy",
+                      optimizer="sgd", epochs=1, verbose=0, optimizer_state=state)
+    with pytest.raises(ValueError, match="different number of parameters"):
+        fastmlp.train(fastmlp.MLP([4, 5, 3], seed=0), X, y, loss="cross_entropy", epochs=1,
+                      verbose=0, optimizer_state=state)
+    with pytest.raises(TypeError, match="expected a fastmlp.OptimizerState"):
+        fastmlp.train(fastmlp.MLP([4, 3], seed=0), X, y, loss="cross_entropy", epochs=1,
+                      verbose=0, optimizer_state={})

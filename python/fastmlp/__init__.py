@@ -14,10 +14,10 @@ from .io import load, save
 from .onnx_export import export_onnx  # imports onnx only when called
 from .model import MLP, Layer
 from .pretrain import pretrain_autoencoder
-from .training import evaluate, train
+from .training import OptimizerState, evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Layer", "train", "evaluate", "diagnose", "DiagnosticWarning",
+__all__ = ["MLP", "Layer", "train", "evaluate", "OptimizerState", "diagnose", "DiagnosticWarning",
            "pretrain_autoencoder", "save", "load", "export_onnx", "callbacks", "datasets", "idx", "diagnostics",
            "schedules", "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
            "get_num_threads", "__version__"]

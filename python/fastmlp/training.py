@@ -127,6 +127,43 @@ def _scored_per_row(model: MLP, loss: str) -> int:
     return model.n_outputs if loss == "binary_cross_entropy" else 1
 
 
+class OptimizerState:
+    """The optimizer's memory carried from one train() call to the next: pass the same object
+    as ``train(..., optimizer_state=state)`` to every call, and each continues where the last
+    stopped (momentum, Adam's moments and bias correction, the schedule's step and the dropout
+    masks' step) instead of starting fresh. scikit-learn's partial_fit keeps its optimizer this
+    way. A new OptimizerState() is empty; train() fills it.
+
+    Attributes: optimizer (name of the optimizer it belongs to, None while empty), state0 and
+    state1 (flat float32 buffers laid out like the model's parameters: momentum / squared-
+    gradient averages / Adam's first and second moments), step (updates made so far).
+    """
+
+    def __init__(self):
+        self.optimizer = None
+        self.state0 = self.state1 = None
+        self.step = 0
+
+    def __repr__(self) -> str:
+        return f"OptimizerState(optimizer={self.optimizer!r}, step={self.step})"
+
+    def _buffers(self, optimizer: str, n_par: int):
+        """(state0, state1, step): this state's, or fresh zeros for an empty one."""
+        if self.optimizer is None:
+            self.optimizer = optimizer
+            self.state0 = np.zeros(n_par, np.float32)
+            self.state1 = np.zeros(n_par, np.float32)
+            self.step = 0
+        elif self.optimizer != optimizer:
+            raise ValueError(f"optimizer_state: holds the state of optimizer "
+                             f"{self.optimizer!r}, not {optimizer!r}; pass a new "
+                             f"fastmlp.OptimizerState() to start afresh")
+        elif self.state0 is None or self.state0.shape != (n_par,):
+            raise ValueError("optimizer_state: belongs to a model with a different number of "
+                             "parameters; pass a new fastmlp.OptimizerState()")
+        return self.state0, self.state1, self.step
+
+
 def _sample_weight(sample_weight, n: int):
     """None, or the weights as a float32 (n,) array, checked: finite, >= 0, not all zero."""
     if sample_weight is None:
@@ -175,7 +212,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
           early_stopping=False, patience: int = 5, min_delta: float = 0.0,
           restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
           shuffle: bool = True, cache_frozen: bool = False, monitor=None,
-          sample_weight=None) -> History:
+          sample_weight=None, optimizer_state=None) -> History:
     """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
     val_accuracy, lr, grad_norm, time).
 
@@ -207,6 +244,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         (a batch whose weights are all 0 makes a zero-gradient step). With validation_split the
         held-out rows' weights are dropped: validation metrics are unweighted. Accuracy is
         always the unweighted fraction of rows.
+
+    optimizer_state: a fastmlp.OptimizerState to continue from and update in place (see its
+        docstring); None (the default) starts a fresh optimizer that is dropped afterwards.
 
     monitor: record per-layer gradient, weight, update and activation statistics after the
         first step and every `monitor` steps into ``history.monitor`` (record format:
@@ -282,6 +322,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
 
     if monitor is not None:
         monitor = _positive_int(monitor, "monitor")
+    if optimizer_state is not None and not isinstance(optimizer_state, OptimizerState):
+        raise TypeError(f"optimizer_state: expected a fastmlp.OptimizerState, got "
+                        f"{type(optimizer_state).__name__}")
 
     # The engine: cached inputs for the frozen prefix, then the trainable part.
     start = lo if cache_frozen else 0
@@ -295,8 +338,10 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     net = model._network(start, None, fused)
     n_par = model._params.size
     grads = np.zeros(n_par, np.float32)
-    state0 = np.zeros(n_par, np.float32)
-    state1 = np.zeros(n_par, np.float32)
+    if optimizer_state is None:
+        state0, state1, step = np.zeros(n_par, np.float32), np.zeros(n_par, np.float32), 0
+    else:
+        state0, state1, step = optimizer_state._buffers(optimizer, n_par)
     engine = _core.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
 
     rng = np.random.default_rng(seed)
@@ -324,7 +369,6 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     plateau = [c for c in cbs if isinstance(c, ReduceLROnPlateau)]
     classify = loss in ("cross_entropy", "binary_cross_entropy")
     acc_den = n_used * _scored_per_row(model, loss)
-    step = 0
     callback_list.on_train_begin()
     for epoch in range(epochs):
         t0 = time.perf_counter()
@@ -369,6 +413,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
                           RuntimeWarning, stacklevel=2)
             break
         step += n_batches
+        if optimizer_state is not None:
+            optimizer_state.step = step
         logs = {"loss": total["loss_sum"] / total["rows"]}
         if classify:
             logs["accuracy"] = total["correct"] / acc_den

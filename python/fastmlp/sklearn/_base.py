@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..model import MLP
-from ..training import train
+from ..training import OptimizerState, train
 from . import _params as p
 from ._stopping import LearningRate, SklearnEpochs
 
@@ -190,6 +190,9 @@ class BaseMLP(BaseEstimator):
         # sklearn keeps its optimizer (and so the current SGD rate) across partial_fit calls.
         if not incremental or not hasattr(self, "_learning_rate"):
             self._learning_rate = float(self.learning_rate_init)
+        # ... and its momentum / Adam moments (fit, warm or not, starts a new optimizer).
+        if not incremental or getattr(self, "_optimizer_state", None) is None:
+            self._optimizer_state = OptimizerState()
         schedule = self.learning_rate if optimizer in p.SGD_FAMILY else "constant"
         lr = LearningRate(self._learning_rate, schedule, lr_scale, float(self.learning_rate_init),
                           float(self.power_t))
@@ -208,7 +211,7 @@ class BaseMLP(BaseEstimator):
                     lr=lr if schedule != "constant" else lr(0), batch_size=batch_size,
                     epochs=1 if incremental else self.max_iter, l2=l2, callbacks=[epoch_end],
                     verbose=0, seed=seed, shuffle=bool(self.shuffle), sample_weight=sw_train,
-                    **opt_kwargs)
+                    optimizer_state=self._optimizer_state, **opt_kwargs)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         self._learning_rate = lr.value

@@ -193,9 +193,8 @@ two gradients (1 for multi-class, n_outputs for binary/multi-label, n_outputs / 
 squared error), alpha is mapped onto fastmlp's l2 accordingly, and loss_ / loss_curve_ are
 reported on sklearn's scale.
 
-partial_fit: fastmlp.train starts a fresh optimizer state each call, so momentum and Adam's
-moments restart with every partial_fit call (sklearn keeps them); the SGD learning-rate
-schedule does carry over.
+partial_fit: as in sklearn, the optimizer (momentum, Adam's moments and step count, the SGD
+learning rate) carries over from one partial_fit call to the next; fit starts a new one.
 
 X may be a scipy sparse matrix; it is densified (fastmlp's kernels are dense).
 """
