@@ -8,11 +8,13 @@ regression uses MSE, as its seed does). Contenders, timed round-robin in the sam
 
   fastmlp        one call of the C++ engine (_core.Trainer.run) over k batches, divided by k:
                  how fastmlp.train runs an epoch, without its per-epoch Python work;
-  fastmlp.train  one fastmlp.train epoch of k batches, divided by k (that per-epoch work
-                 included: target checks, permutation, snapshot of the weights);
+  fastmlp.train  one fastmlp.train epoch of the same rows, divided by k (its own shuffle; the
+                 per-call work included: checks of X and y, permutation, weight snapshot);
   numpy          fastmlp.reference.training.train_step per batch (the NumPy loop it replaces);
   torch          nn.Linear + ReLU [+ BatchNorm1d], Adam, clip_grad_norm_,
-                 zero_grad(set_to_none=True), with fastmlp's thread count.
+                 zero_grad(set_to_none=True), with fastmlp's thread count;
+  (mnist+bn only) the fastmlp engine on the same network without batch norm, for the target
+                 on what batch norm adds.
 
 GFLOP/s counts only the arithmetic a step must do: per layer 2*B*in*out for the forward GEMM,
 the same for dW and for dX except on the first layer (no gradient is wanted for the input),
@@ -57,6 +59,7 @@ CASES = [
     ("wide", [512, 1024, 1024, 10], 1024, False, "cross_entropy", 2),
 ]
 SCALING_CASES = ("mnist", "wide")
+NO_BN = "fastmlp without batch norm"  # an extra contender in batch-norm cases
 E2E_ROWS, E2E_SIZES, E2E_BATCH = 60_000, [784, 300, 100, 10], 200
 MB = 1e6
 
@@ -228,6 +231,11 @@ def run_cases(torch, peak, cfg):
         k = max(1, k // cfg["k_div"])
         t0 = time.perf_counter()
         runs, first = contenders(torch, sizes, batch, bn, loss, k)
+        if bn:  # the batch-norm target compares with the same net without it, in one race
+            X, y, order = case_data(sizes, batch, loss, k)
+            plain = fastmlp.MLP(sizes, seed=0)
+            runs[NO_BN], _ = engine_steps(plain, X, targets(plain, y, loss, len(X)), order,
+                                          batch, loss, k)
         t = timed(runs, cfg)
         t = {c: s / k for c, s in t.items()}
         gflops = step_flops(sizes, batch) / t["fastmlp"] / 1e9
@@ -285,7 +293,7 @@ def rss_bytes() -> int:
 def peak_rss_bytes() -> int:
     """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
     fork and exec, so a child of a big parent starts with the parent's peak (seen here: a
-    child of this benchmark reported 300 MB it never touched)."""
+    child of this benchmark reported 329 MB it never touched)."""
     hwm = _proc_status("VmHWM")
     if hwm is not None:
         return hwm
@@ -347,10 +355,6 @@ def table(headers, rows, markdown: bool) -> None:
     print()
 
 
-def ratio(a, b) -> float:
-    return a / b if a is not None and b is not None else float("nan")
-
-
 def target_rows(res, scaling, e2e):
     """(target, required, measured, met?) for each target of issue 5."""
     rows = []
@@ -362,15 +366,15 @@ def target_rows(res, scaling, e2e):
 
     t = {name: r["t"] for name, r in res.items()}
     if "torch" in t["tiny"]:
-        add("tiny: speed-up vs torch", 100, ratio(t["tiny"]["torch"], t["tiny"]["fastmlp"]))
-    add("tiny: speed-up vs numpy loop", 20, ratio(t["tiny"]["numpy"], t["tiny"]["fastmlp"]))
+        add("tiny: speed-up vs torch", 100, t["tiny"]["torch"] / t["tiny"]["fastmlp"])
+    add("tiny: speed-up vs numpy loop", 20, t["tiny"]["numpy"] / t["tiny"]["fastmlp"])
     for name, need in (("digits", 2), ("mnist", 2), ("mnist+bn", 2), ("deep-narrow", 5),
                        ("wide", 1.1)):
         if "torch" in t[name]:
-            add(f"{name}: speed-up vs torch", need, ratio(t[name]["torch"], t[name]["fastmlp"]))
+            add(f"{name}: speed-up vs torch", need, t[name]["torch"] / t[name]["fastmlp"])
     add("mnist: share of matmul peak", 0.75, res["mnist"]["peak_frac"], "{:.0%}")
     add("batch norm: added to the mnist step", 0.10,
-        t["mnist+bn"]["fastmlp"] / t["mnist"]["fastmlp"] - 1, "{:.0%}", at_most=True)
+        t["mnist+bn"]["fastmlp"] / t["mnist+bn"][NO_BN] - 1, "{:.0%}", at_most=True)
     for name in SCALING_CASES:
         s = scaling[name]
         add(f"{name}: fastmlp 1 -> 2 threads", 1.7, s["fastmlp x1"] / s["fastmlp x2"])
@@ -388,14 +392,19 @@ def report(torch, peak, res, scaling, e2e, markdown):
     rows = []
     for name, r in res.items():
         t = r["t"]
-        row = [f"{name} {'-'.join(map(str, r['sizes']))}", str(r["batch"]), fmt_time(t["fastmlp"]),
-               fmt_time(t["fastmlp.train"]), fmt_time(t["numpy"])]
+        row = [f"{name} {'-'.join(map(str, r['sizes']))}", str(r["batch"]),
+               fmt_time(t["fastmlp"]), fmt_time(t["fastmlp.train"]), fmt_time(t["numpy"])]
         if has_torch:
             row += [fmt_time(t["torch"]), f"{t['torch'] / t['fastmlp']:.2f}x"]
         row += [f"{t['numpy'] / t['fastmlp']:.2f}x", f"{r['gflops']:.1f}",
                 f"{r['peak_frac']:.0%}", f"{r['agree']:.1e}"]
         rows.append(row)
     table(heads, rows, markdown)
+    for name, r in res.items():
+        if NO_BN in r["t"]:
+            print(f"{name}: the same network without batch norm, raced beside it: "
+                  f"{fmt_time(r['t'][NO_BN]).strip()} per step (batch norm adds "
+                  f"{r['t']['fastmlp'] / r['t'][NO_BN] - 1:+.0%}).\n")
     print("x/fastmlp is how many times faster fastmlp is. GFLOP/s: forward + dW + dX GEMMs "
           f"(no dX on layer 1) / fastmlp step; peak = {peak:.1f} GFLOP/s (NumPy 2048^3 "
           "float32 matmul, best of a few, this run). 'agree': largest relative difference of "
