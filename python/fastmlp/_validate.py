@@ -5,6 +5,8 @@ Conversions: read-only inputs that are float32 but non-contiguous or Fortran-ord
 to C order (never misread). Arrays updated in place (parameters, optimizer state, running
 statistics) must already be C-contiguous, writable float32: a silent copy would drop the update.
 Other dtypes are rejected rather than cast, so a float64 pipeline never loses precision unnoticed.
+(The model-level entry points, MLP.predict / train / evaluate / diagnose, do convert any real
+dtype to float32; a finite value beyond float32's range is then refused with nonfinite_error.)
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import numbers
 
 import numpy as np
 
+# The largest finite float32 (about 3.4e38): larger finite values become Inf when converted.
+F32_MAX = float(np.finfo(np.float32).max)
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu")
 # Default alpha per activation; None means the activation takes no alpha.
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
@@ -118,3 +122,46 @@ def labels_array(labels, name: str, n: int, n_classes: int) -> np.ndarray:
         raise ValueError(f"{name}: expected labels in [0, {n_classes}), got values in "
                          f"[{labels.min()}, {labels.max()}]")
     return np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def to_float32(a: np.ndarray) -> np.ndarray:
+    """a (any real dtype) as a new float32 array, without NumPy's overflow warning: a finite
+    value beyond float32's range becomes Inf here, for the caller's finiteness check to report
+    with nonfinite_error (a warning alone would let the Inf through)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a.astype(np.float32)
+
+
+def _position(idx: tuple) -> str:
+    if len(idx) == 2:
+        return f"row {idx[0]}, column {idx[1]}"
+    return f"index {idx[0]}" if len(idx) == 1 else f"index {idx}"
+
+
+def nonfinite_error(name: str, converted: np.ndarray, original=None) -> ValueError:
+    """The error for the first non-finite element of `converted` (which must have one): an
+    overflow when the element of `original` (the array before the float32 conversion) at that
+    place was finite, else NaN/Inf in the input."""
+    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(converted))[0])
+    if original is not None:
+        value = np.asarray(original)[idx]
+        if np.isfinite(value):
+            return ValueError(f"{name}: the value {float(value):g} at {_position(idx)} is beyond "
+                              f"the float32 range (|x| <= {F32_MAX:.3g}) that fastmlp computes "
+                              f"in; rescale {name} (e.g. standardise it)")
+    return ValueError(f"{name}: contains NaN or Inf (first at {_position(idx)}); fill in or drop "
+                      f"missing values first")
+
+
+def seed(value, name: str = "seed"):
+    """A seed for np.random.default_rng: None, an integer >= 0, or a NumPy Generator /
+    SeedSequence / BitGenerator (passed through). NumPy's own errors do not name the argument."""
+    if value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence,
+                                           np.random.BitGenerator)):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected None or an integer >= 0, got "
+                        f"{type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected None or an integer >= 0, got {value}")
+    return int(value)

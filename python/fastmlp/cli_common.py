@@ -14,8 +14,10 @@ import numpy as np
 
 from .datasets import DIGITS_FEATURES  # the commands' name for the digits' columns
 
-# What a command's run() catches and reports as unusable input (exit code 2).
-INPUT_ERRORS = (FileNotFoundError, ValueError, TypeError)
+# What a command's run() catches and reports as unusable input (exit code 2). MemoryError: a
+# network too large for this machine (--hidden 100000,100000) is refused by fastmlp.MLP with a
+# message naming the sizes; a line saying so beats a traceback.
+INPUT_ERRORS = (FileNotFoundError, ValueError, TypeError, MemoryError)
 # A 1-D integer target with at most this many distinct values (and fewer distinct values than
 # half the rows) is read as class labels. 50 covers the usual classification sets (digits 10,
 # CIFAR-10, 20 newsgroups) while an integer regression target (ages, counts) over a few thousand

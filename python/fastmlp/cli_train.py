@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ._validate import nonfinite_error, to_float32
 from .cli_common import (INPUT_ERRORS, UsageError, describe, fail, format_scores, hidden_sizes,
                          infer_task, is_number, json_classes, read_training_data,
                          scores)
@@ -149,7 +150,10 @@ def _train(args) -> int:
                              f"class {classes[0]!r}; a classifier needs at least two")
         n_outputs, loss = len(classes), "cross_entropy"
     else:
-        y = y.astype(np.float32)
+        y32 = to_float32(y)
+        if not np.isfinite(y32).all():  # the reader checked finiteness: an overflow
+            raise UsageError(f"{source}: {nonfinite_error('target', y32, y)}")
+        y = y32
         n_outputs, loss = (1 if y.ndim == 1 else y.shape[1]), "mse"
     train_rows, val_rows = _split(len(X), args.validation_split, args.seed)
 

@@ -187,7 +187,9 @@ def _read_csv(path: str, features, target, text_target: bool):
         table = None
     if table is None or not np.isfinite(table).all():
         _first_bad_cell(data, header, numeric, cols, path)
-    X = np.ascontiguousarray(table[:, :len(fcols)], dtype=np.float32)
+    # Values beyond float32 become Inf here (no RuntimeWarning) and are reported just below.
+    with np.errstate(over="ignore"):
+        X = np.ascontiguousarray(table[:, :len(fcols)], dtype=np.float32)
     if not np.isfinite(X).all():
         j = int(np.argwhere(~np.isfinite(X))[0][1])
         raise DataFileError(f"{path}: column {header[fcols[j]]!r} holds values beyond the "
@@ -285,10 +287,12 @@ def _read_npz(path: str, features, need_y: bool, text_y: bool):
     names = None if names is None else [str(n) for n in names]
     if features is not None:
         X, names = _pick_npz_features(X, names, features, path)
-    Xf = np.ascontiguousarray(X, dtype=np.float32)
+    # Values beyond float32 become Inf here (no RuntimeWarning) and are reported just below.
+    with np.errstate(over="ignore"):
+        Xf = np.ascontiguousarray(X, dtype=np.float32)
     bad = np.argwhere(~np.isfinite(Xf))
     if len(bad):
-        raise DataFileError(f"{path}: X[{bad[0][0]}, {bad[0][1]}] is {X[tuple(bad[0])]!r}; "
+        raise DataFileError(f"{path}: X[{bad[0][0]}, {bad[0][1]}] is {float(X[tuple(bad[0])]):g}; "
                             f"every value must be finite and within the float32 range")
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataFileError(f"{path}: y[{int(np.argwhere(~np.isfinite(y))[0][0])}] is not "

@@ -23,6 +23,7 @@ over the target, so a crash never leaves a half-written model behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 
@@ -38,15 +39,48 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _LAYER_KEYS = ("activation", "alpha", "batchnorm", "dropout", "init", "trainable")
 
 
+def _path(path) -> str:
+    """path (str, bytes or os.PathLike) as a str, or TypeError naming the argument."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a file name (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
+    return os.fsdecode(os.fspath(path))
+
+
+def _writable_path(path) -> str:
+    """path checked before anything is written: not a directory, in a directory that exists.
+    (The temporary file's name would otherwise appear in the error instead of the user's.)"""
+    path = _path(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a directory; pass a file name such as "
+                                f"{os.path.join(path, 'model.npz')!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"path: directory {directory!r} does not exist; create it "
+                                f"first (os.makedirs)")
+    return path
+
+
+def _readable_path(path) -> str:
+    path = _path(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path: {path!r}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a directory, not a model file")
+    return path
+
+
 def save(model: MLP, path) -> None:
     """Writes model to path (".npz" is not appended: the name is used as given), atomically.
 
-    Raises TypeError for a non-MLP and ValueError when model.metadata is not JSON-serialisable.
+    Raises TypeError for a non-MLP or a path that is not a file name, ValueError when
+    model.metadata is not JSON-serialisable, IsADirectoryError / FileNotFoundError when path is
+    a directory or its directory does not exist.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
     from . import __version__
-    path = os.fspath(path)
+    path = _writable_path(path)
     meta = {"format": FORMAT, "version": VERSION, "fastmlp_version": __version__,
             "sizes": model.sizes, "output_activation": model.output_activation,
             "bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps,
@@ -81,13 +115,12 @@ def save(model: MLP, path) -> None:
 def load(path) -> MLP:
     """Reads a model written by save() (format version 1 or 2).
 
-    Raises FileNotFoundError for a missing file, and ValueError naming the file and the problem
-    for anything else: not an .npz archive, not a fastmlp model, a newer format version, a
-    corrupt header, or an array whose dtype or shape disagrees with the header.
+    Raises FileNotFoundError for a missing file, IsADirectoryError for a directory, TypeError
+    for a path that is not a file name, and ValueError naming the file and the problem for
+    anything else: not an .npz archive, not a fastmlp model, a newer format version, a corrupt
+    header, or an array whose dtype or shape disagrees with the header.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: {path!r}: no such file")
+    path = _readable_path(path)
     # Our own handle, closed on every path (np.load(path) leaks it when parsing fails).
     with open(path, "rb") as f:
         try:
@@ -108,9 +141,7 @@ def load(path) -> MLP:
 def read_header(path) -> dict:
     """The JSON header of a model file (format, version, fastmlp_version, sizes, layers,
     input, metadata) without building the model; ValueError as load() for other files."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: {path!r}: no such file")
+    path = _readable_path(path)
     with open(path, "rb") as f:
         try:
             archive = np.load(f, allow_pickle=False)
@@ -151,6 +182,7 @@ def _read(archive, path: str) -> MLP:
         raise ValueError(f"path: {path!r} has format version {version!r}; this fastmlp "
                          f"reads versions {READS[0]}-{READS[-1]}"
                          + ("; upgrade fastmlp to read it" if newer else ""))
+    _check_members(archive, meta, path)
     try:
         model = _build(meta)
     except (KeyError, TypeError, IndexError) as e:
@@ -203,16 +235,37 @@ def _build(meta: dict) -> MLP:
     return model
 
 
-def _array(archive, key: str, shape: tuple, path: str) -> np.ndarray:
-    """archive[key], checked to be float32 of the given shape before it is used."""
+def _check_members(archive, meta: dict, path: str) -> None:
+    """Every layer array the header describes is present with at least the bytes its shape
+    needs, checked before the model is built: a header that claims huge layers over small
+    arrays is refused without allocating them. A malformed header is left to _build."""
+    sizes, layers = meta.get("sizes"), meta.get("layers")
+    if not isinstance(sizes, list) or not isinstance(layers, list) or not all(
+            type(s) is int and s >= 1 for s in sizes):
+        return
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        desc = layers[i] if i < len(layers) else None
+        bn = isinstance(desc, dict) and desc.get("batchnorm") is True
+        _check_member(archive, f"layers/{i}/W", (n_in, n_out), path)
+        for name in ("gamma", "beta", "running_mean", "running_var") if bn else ("b",):
+            _check_member(archive, f"layers/{i}/{name}", (n_out,), path)
+
+
+def _check_member(archive, key: str, shape: tuple, path: str) -> None:
+    """archive holds key with at least the float32 bytes of shape (before anything is read)."""
     if key not in archive.files:
         raise ValueError(f"path: {path!r} lacks the array {key}")
     # The .npy header gives dtype and shape; the byte count must match before data is read.
     info = archive.zip.getinfo(key + ".npy")
-    expected = int(np.prod(shape)) * 4
+    expected = math.prod(shape) * 4
     if info.file_size < expected:
         raise ValueError(f"path: {path!r}: {key} holds {info.file_size} bytes, fewer than the "
                          f"{expected} its shape {shape} needs")
+
+
+def _array(archive, key: str, shape: tuple, path: str) -> np.ndarray:
+    """archive[key], checked to be float32 of the given shape before it is used."""
+    _check_member(archive, key, shape, path)
     try:
         a = archive[key]
     except ValueError as e:  # e.g. an object array: allow_pickle=False refuses to unpickle

@@ -13,6 +13,7 @@ no backward pass runs below the lowest trainable layer, and they always run in i
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -26,6 +27,61 @@ _ALIGN = 16  # tensors start on 64-byte boundaries inside the flat buffers
 
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024:
+            break
+        nbytes /= 1024
+    else:
+        unit = "EiB"
+    return f"{nbytes:.3g} {unit}"
+
+
+def _allocate(n_floats: int, sizes: list) -> np.ndarray:
+    """A zeroed float32 buffer of n_floats, or MemoryError naming `sizes`.
+
+    The model's peak memory while it is built (the buffer, plus ~16 bytes per weight of the
+    largest layer while the initialiser draws it in float64) is checked against the machine's
+    RAM first: with Linux overcommit, np.zeros of more memory than exists can succeed (its pages
+    are not touched yet), and writing the weights would then get the process killed instead of
+    raising."""
+    nbytes = 4 * n_floats
+    peak = nbytes + 16 * max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    ram = _physical_memory()
+    if ram is not None and peak > ram:
+        raise MemoryError(f"sizes: {sizes} needs {n_floats:.3g} float32 parameters "
+                          f"({_size(nbytes)}, about {_size(peak)} while initialised), more than "
+                          f"this machine's {_size(ram)} of memory; use smaller layers")
+    try:
+        return np.zeros(n_floats, np.float32)
+    except (MemoryError, ValueError) as e:  # ValueError: beyond what NumPy can address
+        raise MemoryError(f"sizes: {sizes} needs {n_floats:.3g} float32 parameters "
+                          f"({_size(nbytes)}), which cannot be allocated ({e}); use smaller "
+                          f"layers") from None
+
+
+def _real_array(value, name: str) -> np.ndarray:
+    """value as an array of real numbers (float, int or bool dtype), else TypeError naming it:
+    assigning strings or complex numbers into a float32 view would fail obscurely or silently
+    drop the imaginary part."""
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name}: expected an array of real numbers ({e})") from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected real numbers (a float or integer array), got dtype "
+                        f"{arr.dtype}")
+    return arr
 
 
 class Layer:
@@ -66,12 +122,15 @@ class Layer:
         if name in Layer._ARRAYS:
             view = self._view(name)
             if view is None:
-                raise AttributeError(f"{name}: layer {self.index} has no batch norm")
-            arr = np.asarray(value)
+                raise AttributeError(
+                    f"b: layer {self.index} has batch norm, whose beta replaces the bias; set "
+                    f"layer.beta" if name == "b" else
+                    f"{name}: layer {self.index} has no batch norm")
+            arr = _real_array(value, name)
             if arr.shape != view.shape:
                 raise ValueError(f"{name}: expected shape {view.shape}, got {arr.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name}: expected finite values")
+            if not np.all(np.isfinite(v.to_float32(arr))):
+                raise ValueError(f"{name}: expected finite values within the float32 range")
             view[...] = arr
             return
         if name == "trainable" and not isinstance(value, (bool, np.bool_)):
@@ -137,6 +196,7 @@ class MLP:
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"sizes[{i}]: expected an integer >= 1, got {s!r}")
         self.sizes = [int(s) for s in sizes]
+        seed = v.seed(seed)
         n_layers = len(sizes) - 1
         n_hidden = n_layers - 1
         if not isinstance(output_activation, str) or output_activation not in OUTPUT_ACTIVATIONS:
@@ -189,8 +249,8 @@ class MLP:
                     s_size += _align(layer.n_out)
             layer._offsets = offs
             self.layers.append(layer)
-        self._params = np.zeros(max(p_size, 1), np.float32)
-        self._stats = np.zeros(max(s_size, 1), np.float32)
+        self._params = _allocate(max(p_size, 1), self.sizes)
+        self._stats = _allocate(max(s_size, 1), self.sizes)
         self._input_mean = self._input_scale = None
         # JSON-serialisable facts about the model (task, feature names, classes, ...), saved
         # and loaded with it; fastmlp itself never reads them to compute anything.
@@ -251,18 +311,26 @@ class MLP:
 
     def set_weights(self, weights) -> None:
         """Copies arrays in get_weights() order and shapes into the model; nothing is changed
-        unless every shape matches."""
+        unless every array has the right shape and finite real values (as ``layer.W = ...``)."""
         views = [(l, name, l._view(name)) for l in self.layers for name in Layer._ARRAYS
                  if l._view(name) is not None]
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"weights: expected a list of {len(views)} arrays (see get_weights), "
+                            f"got {type(weights).__name__}")
         if len(weights) != len(views):
             raise ValueError(f"weights: expected {len(views)} arrays (see get_weights), "
                              f"got {len(weights)}")
-        for (l, name, view), w in zip(views, weights):
-            w = np.asarray(w)
+        checked = []
+        for i, ((l, name, view), w) in enumerate(zip(views, weights)):
+            w = _real_array(w, f"weights[{i}] (layer {l.index} {name})")
             if w.shape != view.shape:
-                raise ValueError(f"weights: layer {l.index} {name} expects shape {view.shape}, "
-                                 f"got {w.shape}")
-        for (_, _, view), w in zip(views, weights):
+                raise ValueError(f"weights[{i}]: layer {l.index} {name} expects shape "
+                                 f"{view.shape}, got {w.shape}")
+            if not np.isfinite(v.to_float32(w)).all():
+                raise ValueError(f"weights[{i}]: layer {l.index} {name} has NaN, Inf or values "
+                                 f"beyond the float32 range")
+            checked.append(w)
+        for (_, _, view), w in zip(views, checked):
             view[...] = w
 
     def __setstate__(self, state: dict) -> None:
@@ -329,7 +397,7 @@ class MLP:
         a = np.asarray(value)
         if a.dtype.kind not in "fiu":
             raise TypeError(f"{name}: expected {self.n_inputs} numbers, got dtype {a.dtype}")
-        a = np.array(a, dtype=np.float32).reshape(-1) if a.ndim <= 1 else a
+        a = v.to_float32(a).reshape(-1) if a.ndim <= 1 else a
         if a.shape != (self.n_inputs,):
             raise ValueError(f"{name}: expected shape ({self.n_inputs},) (one per input), got "
                              f"{np.shape(value)}")
@@ -471,20 +539,31 @@ def _positive_int(value, name: str) -> int:
 
 
 def as_features(X, name: str, n_features: int) -> np.ndarray:
-    """X as a C-contiguous float32 (n, n_features) array (converted from any real dtype),
-    rejecting NaN/Inf, empty input and the wrong feature count with the argument named."""
+    """X as a C-contiguous float32 (n, n_features) array, converted from any real dtype (float64,
+    integers, bool, lists; strided, Fortran-ordered and read-only arrays are copied), rejecting
+    other dtypes, masked values, NaN/Inf, values beyond the float32 range, empty input and the
+    wrong feature count with the argument named."""
+    if isinstance(X, np.ma.MaskedArray) and np.ma.is_masked(X):
+        # np.asarray would drop the mask and compute with whatever the masked cells hold.
+        raise ValueError(f"{name}: is a masked array with masked values; fill them "
+                         f"({name}.filled(value)) or drop those rows first")
+    source = None
     if isinstance(X, np.ndarray) and X.dtype == np.float32:
         arr = X
     else:
         try:
-            arr = np.asarray(X)
+            source = np.asarray(X)
         except Exception as e:  # ragged lists and the like
             raise TypeError(f"{name}: expected a 2-D array of numbers ({e})") from None
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
-        arr = arr.astype(np.float32)
+        if source.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected real numbers (a float, integer or bool array), "
+                            f"got dtype {source.dtype}" +
+                            ("; pass its real part or magnitude (np.abs)"
+                             if source.dtype.kind == "c" else ""))
+        arr = v.to_float32(source)
     if arr.ndim == 1 and n_features == 1:
         arr = arr.reshape(-1, 1)
+        source = None if source is None else source.reshape(-1, 1)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array (n_samples, {n_features}), got shape "
                          f"{arr.shape}")
@@ -498,6 +577,5 @@ def as_features(X, name: str, n_features: int) -> np.ndarray:
     # for 60,000 MNIST rows: all of train's memory beyond the data) and is slower.
     rows = max(1, (1 << 22) // arr.shape[1])
     if not all(np.isfinite(arr[i:i + rows]).all() for i in range(0, arr.shape[0], rows)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name}: contains NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+        raise v.nonfinite_error(name, arr, source)
     return arr

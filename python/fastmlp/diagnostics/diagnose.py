@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from .. import _validate
 from . import rules, stats
 from .report import Report
 
@@ -73,6 +74,8 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
         raise ValueError(f"probe_steps: expected an integer >= 0 (0 = no probe run), got "
                          f"{probe_steps!r}")
     batch_size = _positive_int(train_options.get("batch_size", 32), "batch_size")
+    if seed is not None:  # NumPy's own message would not name the argument
+        seed = _validate.integer(seed, "seed", low=0)
 
     # What the first layer sees: standardised with the model's input_mean/input_scale if set.
     X = model._input(X, "X")

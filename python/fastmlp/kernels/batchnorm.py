@@ -31,6 +31,10 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     v.check_shape(beta, "beta", (F,), "one shift per feature (column of x)")
     running_mean = v.inplace_array(running_mean, "running_mean", (F,))
     running_var = v.inplace_array(running_var, "running_var", (F,))
+    if not training and not (running_var >= 0).all():  # NaN fails the comparison too
+        raise ValueError(f"running_var: inference mode normalises x with it, so it must hold "
+                         f"variances (finite values >= 0), got values in "
+                         f"[{running_var.min()}, {running_var.max()}]")
     if training and x.shape[0] < 2:
         raise ValueError(f"x: batch norm in training mode needs a batch of at least 2 rows (the "
                          f"variance of a single row is undefined), got shape {x.shape}; use a "

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import _validate
 from ..model import MLP
 from ..training import OptimizerState, train
 from . import _params as p
@@ -41,11 +42,24 @@ class Targets:
     scored: np.ndarray
 
 
+def float32_values(a: np.ndarray, name: str) -> np.ndarray:
+    """A validated (finite) array as C-contiguous float32; ValueError naming `name` where a
+    value lies beyond the float32 range (NumPy would make it Inf with only a RuntimeWarning).
+    The range check is two reductions (max, min), so no n x d mask is allocated."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(a, dtype=np.float32)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4 and a.size and \
+            (a.max() > _validate.F32_MAX or a.min() < -_validate.F32_MAX) and \
+            not np.isfinite(out).all():
+        raise _validate.nonfinite_error(name, out, a)
+    return out
+
+
 def dense_float32(X) -> np.ndarray:
     """A validated X (dense or scipy sparse) as the C-contiguous float32 fastmlp reads."""
     if sparse.issparse(X):
         X = X.toarray()  # fastmlp's kernels are dense: a sparse X costs n x d floats here
-    return np.ascontiguousarray(X, dtype=np.float32)
+    return float32_values(X, "X")
 
 
 def sample_weights(sample_weight, n: int) -> np.ndarray | None:

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validate import ACTIVATIONS
 from . import _docs
-from ._base import BaseMLP, Targets
+from ._base import BaseMLP, Targets, float32_values
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -80,7 +80,7 @@ True
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
+        values = float32_values(y.reshape(len(y), -1), "y")
         return X, Targets(values, "mse", self.output_activation, values.shape[1],
                           stratify=None, scored=y)
 
