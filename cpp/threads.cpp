@@ -4,6 +4,13 @@
 // generation-tagged atomic counter, so uneven tasks balance themselves, and the caller waits
 // only for the tasks to finish: it never waits for a helper that has not been scheduled. One job
 // runs at a time (a mutex serialises callers from different Python threads).
+//
+// fork(): the child inherits the pool's memory but none of its threads. If another thread was
+// inside a job at that moment, the child inherited job_mutex_ locked by a thread that no longer
+// exists and its first parallel call hung forever (measured: 48 of 100 multiprocessing "fork"
+// children hung while a second thread was predicting). pthread_atfork handlers therefore hold
+// the pool's locks across fork (no job, no sleeping worker half-way through its lock) and give
+// the child a fresh pool, whose workers start on its first parallel call.
 #include "threads.h"
 
 #include <algorithm>
@@ -16,6 +23,11 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FASTMLP_HAVE_ATFORK 1
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -45,11 +57,7 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 
 class Pool {
  public:
-  static Pool& get() {
-    // Leaked on purpose: joining threads from a static destructor at interpreter exit can deadlock.
-    static Pool* pool = new Pool();
-    return *pool;
-  }
+  static Pool& get() { return *slot(); }
 
   int threads() const { return n_threads_.load(); }
   void set_threads(int n) {
@@ -87,7 +95,37 @@ class Pool {
   }
 
  private:
-  Pool() : n_threads_(default_threads()) {}
+  explicit Pool(int n_threads) : n_threads_(n_threads) {}
+
+  static Pool*& slot() {
+    // Leaked on purpose: joining threads from a static destructor at interpreter exit can
+    // deadlock. Replaced only in a fork child, which has a single thread at that moment.
+    static Pool* pool = first_pool();
+    return pool;
+  }
+
+  static Pool* first_pool() {
+#ifdef FASTMLP_HAVE_ATFORK
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+#endif
+    return new Pool(default_threads());
+  }
+
+  // Same order as run() (job, then sleep), so the handler cannot deadlock with a caller; it
+  // waits at most for the job in flight, which always finishes.
+  static void before_fork() {
+    Pool& p = get();
+    p.job_mutex_.lock();
+    p.sleep_mutex_.lock();
+  }
+  static void after_fork_in_parent() {
+    Pool& p = get();
+    p.sleep_mutex_.unlock();
+    p.job_mutex_.unlock();
+  }
+  // The old pool (its workers gone, its locks held) is leaked: a few hundred bytes per fork.
+  // The child keeps the parent's thread count.
+  static void after_fork_in_child() { slot() = new Pool(get().threads()); }
 
   void grow(int want) {
     while (static_cast<int>(workers_.size()) < want) {
