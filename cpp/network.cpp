@@ -5,9 +5,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "act_row.h"
 #include "batchnorm.h"
 #include "dense.h"
 #include "dropout.h"
+#include "dz_row.h"
 
 namespace fastmlp {
 namespace {
@@ -100,7 +102,7 @@ const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, s
       batchnorm_forward(B, s.out, w.z.data(), params_ + s.gamma, params_ + s.beta,
                         stats_ + s.running_mean, stats_ + s.running_var, batch_stats,
                         s.bn_momentum, s.bn_eps, w.u.data(), w.mean.data(), w.inv_std.data());
-      for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] = act_forward(w.u[i], s.act, s.alpha);
+      act_row_any(s.act, w.u.data(), w.a.data(), n, s.alpha);
     }
     if (train_mode && s.dropout > 0.f) {
       const std::uint64_t key = dropout_key(seed, step, static_cast<std::uint64_t>(s.index));
@@ -140,19 +142,20 @@ void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, floa
       std::swap(g, other);
       continue;
     }
-    // Batch norm: du = g * act'(u) in place, dz into the free buffer, then dx back into g's
-    // buffer, which du no longer needs.
-    for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= act_grad(w.u[i], s.act, s.alpha);
-    float* dz = other;
+    // Batch norm: du = g * act'(u) into the free buffer, dz into g's (g is no longer needed),
+    // then dx into du's buffer, which becomes g.
+    float* du = other;
+    dz_row_any(s.act, g, w.u.data(), du, n, s.alpha);
+    float* dz = g;
     if (train_mode && B > 1) {
-      batchnorm_backward(B, s.out, g, w.z.data(), params_ + s.gamma, w.mean.data(),
+      batchnorm_backward(B, s.out, du, w.z.data(), params_ + s.gamma, w.mean.data(),
                          w.inv_std.data(), dz, grads + s.gamma, grads + s.beta);
     } else {
       // Inference-mode normalisation is affine in z: dz = du * gamma * inv_std.
       const float* gamma = params_ + s.gamma;
       for (std::ptrdiff_t r = 0; r < B; ++r)
         for (std::ptrdiff_t j = 0; j < s.out; ++j)
-          dz[r * s.out + j] = g[r * s.out + j] * gamma[j] * w.inv_std[j];
+          dz[r * s.out + j] = du[r * s.out + j] * gamma[j] * w.inv_std[j];
       if (s.trainable) {
         // Only for a one-row batch (normalised with running statistics): gamma, beta grads.
         float* dgamma = grads + s.gamma;
@@ -162,18 +165,18 @@ void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, floa
         for (std::ptrdiff_t r = 0; r < B; ++r)
           for (std::ptrdiff_t j = 0; j < s.out; ++j) {
             const float xhat = (w.z[r * s.out + j] - w.mean[j]) * w.inv_std[j];
-            dgamma[j] += g[r * s.out + j] * xhat;
-            dbeta[j] += g[r * s.out + j];
+            dgamma[j] += du[r * s.out + j] * xhat;
+            dbeta[j] += du[r * s.out + j];
           }
       }
     }
-    float* dx = need_dx ? g : nullptr;
+    float* dx = need_dx ? du : nullptr;
     if (s.trainable)
       dense_backward(B, s.in, s.out, dz, in, W, nullptr, Act::identity, 0.f, dx, grads + s.w,
                      nullptr);
     else
       dense_backward_input(B, s.in, s.out, dz, W, nullptr, Act::identity, 0.f, dx);
-    // dx is already in g.
+    std::swap(g, other);  // dx, in du's buffer, is the next layer's g
   }
 }
 
