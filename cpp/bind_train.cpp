@@ -82,6 +82,17 @@ Targets targets_of(const PyTrainer& t, const py::array& y, py::ssize_t n) {
   return tg;
 }
 
+py::object fault_name(Fault f) {
+  switch (f) {
+    case Fault::loss: return py::str("loss");
+    case Fault::gradient: return py::str("gradient");
+    case Fault::state: return py::str("state");
+    case Fault::none: break;
+  }
+  return py::none();
+}
+
+// fault: None, "loss", "gradient" or "state"; skipped: [(batch, "loss" | "gradient"), ...].
 py::dict log_dict(const RunLog& log) {
   py::dict d;
   d["loss_sum"] = log.loss_sum;
@@ -90,6 +101,12 @@ py::dict log_dict(const RunLog& log) {
   d["rows"] = log.rows;
   d["steps"] = log.steps;
   d["diverged"] = log.diverged;
+  d["fault"] = fault_name(log.fault);
+  d["fault_batch"] = log.fault_batch;
+  py::list skipped;
+  for (const SkippedBatch& s : log.skipped)
+    skipped.append(py::make_tuple(s.batch, fault_name(s.cause)));
+  d["skipped"] = skipped;
   return d;
 }
 
@@ -182,7 +199,8 @@ void bind_train(py::module_& m) {
              t->state0 = state0;
              t->state1 = state1;
              t->trainer = std::make_unique<Trainer>(*net->net, t->loss, oc, reg, batch_size,
-                                                    mptr(grads), mptr(state0), mptr(state1));
+                                                    mptr(grads), mptr(state0), mptr(state1),
+                                                    mptr(net->stats), net->stats.shape(0));
              return t;
            }),
            py::arg("network"), py::arg("loss"), py::arg("optimizer"), py::arg("hyper"),
@@ -190,7 +208,7 @@ void bind_train(py::module_& m) {
       .def("run",
            [](PyTrainer& t, py::array X, py::array y, py::array order, py::ssize_t b0,
               py::ssize_t b1, py::array lrs, std::int64_t step0, std::uint64_t seed,
-              py::object sample_weight) {
+              py::object sample_weight, bool skip_nonfinite) {
              Network& net = *t.net->net;
              check_f32(X, "X", {-1, net.n_inputs()});
              const py::ssize_t n = X.shape(0);
@@ -220,13 +238,14 @@ void bind_train(py::module_& m) {
              RunLog log;
              {
                py::gil_scoped_release nogil;
-               log = t.trainer->run(cptr(X), tg, ord, m, b0, b1, lr, step0, seed);
+               log = t.trainer->run(cptr(X), tg, ord, m, b0, b1, lr, step0, seed,
+                                    skip_nonfinite);
              }
              return log_dict(log);
            },
            py::arg("X"), py::arg("y"), py::arg("order"), py::arg("b0"), py::arg("b1"),
            py::arg("lrs"), py::arg("step0"), py::arg("seed"),
-           py::arg("sample_weight") = py::none())
+           py::arg("sample_weight") = py::none(), py::arg("skip_nonfinite") = false)
       .def("evaluate",
            [](PyTrainer& t, py::array X, py::array y, py::ssize_t batch) {
              Network& net = *t.net->net;

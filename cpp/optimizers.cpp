@@ -110,7 +110,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   const bool serial = total < kSerialBelow;
   const float cv = clip.value ? static_cast<float>(*clip.value)
                               : std::numeric_limits<float>::infinity();
-  const bool norm_in_update = !clip.norm;
+  const bool norm_in_update = !clip.norm && !clip.skip_nonfinite;
   UpdateChunkFn update_chunk = portable::pick_update(cfg, norm_in_update, clip.value.has_value());
   double (*sumsq_chunk)(std::ptrdiff_t, const float*, float) = portable::sumsq_chunk;
 #ifdef FASTMLP_HAVE_AVX2_PATH
@@ -145,7 +145,8 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
     update(1.0f);
     return ordered_norm();
   }
-  // clip_grad_norm_ needs the global norm before any element can be scaled: one read-only pass.
+  // clip_grad_norm_ and the non-finite guard need the global norm before any element is
+  // updated: one read-only pass.
   parallel_for(
       n_tasks,
       [&](std::ptrdiff_t t) {
@@ -154,6 +155,13 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
       },
       serial);
   const double norm = ordered_norm();
+  // Finite float32 values cannot overflow the double sum (n * 3.4e38^2 << 1.8e308), so a
+  // non-finite norm means a NaN/Inf gradient element.
+  if (clip.skip_nonfinite && !std::isfinite(norm)) return norm;
+  if (!clip.norm) {
+    update(1.0f);  // x * 1.0f is exact: the same params as the norm-in-update kernel
+    return norm;
+  }
   // PyTorch: coef = max_norm / (total_norm + 1e-6), applied only when it shrinks the gradient.
   const double coef = *clip.norm / (norm + 1e-6);
   update(coef < 1.0 ? static_cast<float>(coef) : 1.0f);

@@ -3,7 +3,8 @@
 // Each tensor i is flattened: param (n), grad (n), state0 (n), state1 (n). One call updates every
 // param and its state in place in one pass over memory, applying gradient value clipping and the
 // norm-clipping coefficient on the fly (the grads are only read, never written), and returns the
-// global L2 norm of the value-clipped gradients (before norm clipping).
+// global L2 norm of the value-clipped gradients (before norm clipping); with
+// GradClip::skip_nonfinite a non-finite norm is returned without any update.
 //
 // Not here: learning-rate schedules, AMSGrad, dampening, float16 state. Argument checks live in
 // fastmlp.kernels.optimizers; these functions assume valid, non-overlapping, same-size buffers.
@@ -26,9 +27,14 @@ struct OptimSlot {
 };
 
 // PyTorch clipping: clip_grad_value_(value), then clip_grad_norm_(norm); nullopt = off.
+// skip_nonfinite: the training loop's guard. The norm is then always computed in a read-only
+// pass before the update (as clip_norm needs anyway), and a NaN/Inf norm returns at once with
+// every param and state untouched: a bad gradient never reaches the weights. Off, the norm of
+// an unclipped step comes from the update pass itself (one fewer read of the gradients).
 struct GradClip {
   std::optional<double> value;
   std::optional<double> norm;
+  bool skip_nonfinite = false;
 };
 
 // state0 = velocity (read only when momentum > 0).

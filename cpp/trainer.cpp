@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "loss_bce.h"
 #include "losses.h"
@@ -10,11 +11,16 @@
 namespace fastmlp {
 
 Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularization reg,
-                 std::ptrdiff_t batch_size, float* grads, float* state0, float* state1)
-    : net_(net), loss_(loss), opt_(opt), reg_(reg), batch_size_(batch_size), grads_(grads) {
+                 std::ptrdiff_t batch_size, float* grads, float* state0, float* state1,
+                 float* stats, std::ptrdiff_t n_stats)
+    : net_(net), loss_(loss), opt_(opt), reg_(reg), batch_size_(batch_size), grads_(grads),
+      stats_(stats), n_stats_(n_stats) {
+  // A NaN/Inf gradient must be caught before the fused update writes anything (see run).
+  opt_.clip.skip_nonfinite = true;
   // One slot per trainable tensor: the optimizer updates them all in one fused pass.
   for (const LayerSpec& s : net_.layers()) {
     if (!s.trainable) continue;
+    if (s.batchnorm && stats_) updates_stats_ = true;
     auto add = [&](std::ptrdiff_t off, std::ptrdiff_t n) {
       slots_.push_back(OptimSlot{net_.params() + off, grads_ + off,
                                  state0 ? state0 + off : nullptr,
@@ -33,6 +39,7 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   lb_.resize(static_cast<size_t>(batch_size_));
   wb_.resize(static_cast<size_t>(batch_size_));
   dout_.resize(static_cast<size_t>(batch_size_ * O));
+  if (updates_stats_) stats_before_.resize(static_cast<size_t>(n_stats_));
   net_.reserve(batch_size_);
 }
 
@@ -157,12 +164,49 @@ void Trainer::apply_max_norm() {
   }
 }
 
+double Trainer::optimizer_step(double lr, std::int64_t step) {
+  switch (opt_.kind) {
+    case OptKind::sgd:
+      return sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, opt_.clip);
+    case OptKind::adagrad:
+      return adagrad_step(slots_, lr, opt_.eps, opt_.weight_decay, opt_.clip);
+    case OptKind::rmsprop:
+      return rmsprop_step(slots_, lr, opt_.rho, opt_.eps, opt_.weight_decay, opt_.clip);
+    case OptKind::adam:
+      return adam_step(slots_, static_cast<long long>(step) + 1, lr, opt_.beta1, opt_.beta2,
+                       opt_.eps, opt_.weight_decay, opt_.decoupled, opt_.clip);
+  }
+  return 0.0;
+}
+
+namespace {
+// No NaN/Inf among x[0, n). |v| <= FLT_MAX is false for both; an and-reduction of compares
+// (no early exit) vectorises, so the check costs about one read of the buffer.
+bool all_finite(const float* x, std::ptrdiff_t n) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  bool ok = true;
+  for (std::ptrdiff_t i = 0; i < n; ++i) ok &= std::fabs(x[i]) <= kMax;
+  return ok;
+}
+}  // namespace
+
+bool Trainer::state_is_finite() const {
+  for (const OptimSlot& s : slots_) {
+    if (!all_finite(s.param, s.n)) return false;
+    if (s.state0 && !all_finite(s.state0, s.n)) return false;
+    if (s.state1 && !all_finite(s.state1, s.n)) return false;
+  }
+  return !updates_stats_ || all_finite(stats_, n_stats_);
+}
+
 RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
                     std::ptrdiff_t n_order, std::ptrdiff_t b0, std::ptrdiff_t b1,
-                    const double* lrs, std::int64_t step0, std::uint64_t seed) {
+                    const double* lrs, std::int64_t step0, std::uint64_t seed,
+                    bool skip_nonfinite) {
   RunLog log;
   const std::ptrdiff_t I = net_.n_inputs(), W = y.width;
-  for (std::ptrdiff_t k = b0; k < b1; ++k) {
+  std::ptrdiff_t k = b0;
+  for (; k < b1; ++k) {
     const std::ptrdiff_t r0 = k * batch_size_;
     const std::ptrdiff_t B = std::min(batch_size_, n_order - r0);
     if (B <= 0) break;
@@ -175,44 +219,51 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
       if (y.weights) wb_[r] = y.weights[src];
     }
     const std::uint64_t step = static_cast<std::uint64_t>(step0 + (k - b0));
+    // The training forward pass moves the running statistics: keep them to roll back a
+    // rejected step (a few KiB: 2 floats per batch-norm unit).
+    if (updates_stats_) std::copy(stats_, stats_ + n_stats_, stats_before_.begin());
     const float* out = net_.forward(B, xb_.data(), true, seed, step);
     double correct = 0.0;
     const double loss = loss_grad(B, out, lb_.data(), vb_.data(),
                                   y.weights ? wb_.data() : nullptr, dout_.data(), &correct);
     const double pen = penalty();
-    if (!std::isfinite(loss + pen)) {
-      log.diverged = true;
-      break;
-    }
-    net_.backward(B, xb_.data(), dout_.data(), grads_);
-    add_penalty_grads();
-    const double lr = lrs[k - b0];
+    Fault fault = Fault::none;
     double gnorm = 0.0;
-    switch (opt_.kind) {
-      case OptKind::sgd:
-        gnorm = sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, opt_.clip);
-        break;
-      case OptKind::adagrad:
-        gnorm = adagrad_step(slots_, lr, opt_.eps, opt_.weight_decay, opt_.clip);
-        break;
-      case OptKind::rmsprop:
-        gnorm = rmsprop_step(slots_, lr, opt_.rho, opt_.eps, opt_.weight_decay, opt_.clip);
-        break;
-      case OptKind::adam:
-        gnorm = adam_step(slots_, static_cast<long long>(step) + 1, lr, opt_.beta1, opt_.beta2,
-                          opt_.eps, opt_.weight_decay, opt_.decoupled, opt_.clip);
-        break;
+    if (!std::isfinite(loss + pen)) {
+      fault = Fault::loss;
+    } else {
+      net_.backward(B, xb_.data(), dout_.data(), grads_);
+      add_penalty_grads();
+      // Returns without writing anything when the gradient norm is NaN/Inf.
+      gnorm = optimizer_step(lrs[k - b0], static_cast<std::int64_t>(step));
+      if (!std::isfinite(gnorm)) fault = Fault::gradient;
+    }
+    if (fault != Fault::none) {
+      if (updates_stats_) std::copy(stats_before_.begin(), stats_before_.end(), stats_);
+      // A NaN loss usually follows an earlier update that overflowed the weights: then
+      // skipping cannot help, and the caller must roll back further (fault state).
+      if (skip_nonfinite && state_is_finite()) {
+        log.skipped.push_back({static_cast<std::int64_t>(k), fault});
+        continue;
+      }
+      log.diverged = true;
+      log.fault = fault;
+      log.fault_batch = k;
+      break;
     }
     log.loss_sum += (loss + pen) * static_cast<double>(B);
     log.correct += correct;
     log.grad_norm_sum += gnorm;
     log.rows += B;
     log.steps += 1;
-    if (!std::isfinite(gnorm)) {
-      log.diverged = true;
-      break;
-    }
     apply_max_norm();
+  }
+  // One read of the written buffers per call (not per step): an update that overflowed
+  // float32 with a finite gradient (lr far too large) is caught here at the latest.
+  if (!state_is_finite()) {
+    log.diverged = true;
+    log.fault = Fault::state;
+    if (log.fault_batch < 0) log.fault_batch = std::min<std::int64_t>(k, b1 - 1);
   }
   return log;
 }

@@ -43,28 +43,48 @@ struct Targets {
   std::ptrdiff_t width = 0;
 };
 
-// Sums over the batches of one call; the Python side divides.
+// What became NaN/Inf in a step. loss and gradient are caught before the update, so such a
+// step changes nothing; state means the params, optimizer state or batch-norm running
+// statistics were found non-finite after updates (an update that overflowed float32): the
+// caller rolls back (fastmlp.training replays the epoch to find the step).
+enum class Fault { none, loss, gradient, state };
+
+struct SkippedBatch {
+  std::int64_t batch;  // batch index in the epoch's order
+  Fault cause;         // loss or gradient
+};
+
+// Sums over the accepted batches of one call; the Python side divides.
 struct RunLog {
   double loss_sum = 0.0;       // sum over batches of (mean batch loss + penalty) * batch rows
   double correct = 0.0;        // correctly classified rows (cross-entropy) or elements (binary)
   double grad_norm_sum = 0.0;  // sum over steps of the global gradient norm
   std::int64_t rows = 0, steps = 0;
-  bool diverged = false;       // a non-finite loss or gradient norm stopped the run
+  bool diverged = false;       // a fault stopped the run
+  Fault fault = Fault::none;   // why it stopped
+  std::int64_t fault_batch = -1;      // the batch it stopped at (state: where it was noticed)
+  std::vector<SkippedBatch> skipped;  // batches dropped with skip_nonfinite
 };
 
 class Trainer {
  public:
+  // stats (n_stats): the network's batch-norm running statistics, which a training forward
+  // pass updates; they are rolled back when the step is rejected.
   Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularization reg,
-          std::ptrdiff_t batch_size, float* grads, float* state0, float* state1);
+          std::ptrdiff_t batch_size, float* grads, float* state0, float* state1, float* stats,
+          std::ptrdiff_t n_stats);
 
   // Trains on batches [b0, b1) of the epoch's row order (batch k = order[k*bs : (k+1)*bs]).
   // lrs[k - b0] is the learning rate of batch k, step0 the global step count before batch b0
-  // (Adam's bias correction uses step0 + 1, ...; dropout masks are keyed by the global step).
-  // Stops early, with diverged set, at the first non-finite loss (before touching the weights)
-  // or non-finite gradient norm (after the update: the caller restores its snapshot).
+  // (Adam's bias correction uses step0 + 1, ...; dropout masks are keyed by the global step;
+  // a skipped batch still counts as a step).
+  // A non-finite loss or gradient norm rejects the step before anything is written: params,
+  // optimizer state and batch-norm running statistics keep their values. Then the run stops
+  // there (diverged, fault, fault_batch) or, with skip_nonfinite, records the batch in skipped
+  // and goes on. Before returning, the updated buffers are checked for NaN/Inf (fault state).
   RunLog run(const float* X, const Targets& y, const std::int64_t* order,
              std::ptrdiff_t n_order, std::ptrdiff_t b0, std::ptrdiff_t b1, const double* lrs,
-             std::int64_t step0, std::uint64_t seed);
+             std::int64_t step0, std::uint64_t seed, bool skip_nonfinite = false);
 
   // Inference-mode loss (plus the penalty) and correct count over n rows, in batches of `batch`.
   RunLog evaluate(std::ptrdiff_t n, const float* X, const Targets& y, std::ptrdiff_t batch);
@@ -80,6 +100,9 @@ class Trainer {
                             const float* values, const float* weights, float* dout) const;
   void add_penalty_grads();
   void apply_max_norm();
+  double optimizer_step(double lr, std::int64_t step);
+  // True when every param, optimizer state and running statistic the steps write is finite.
+  bool state_is_finite() const;
 
   Network& net_;
   LossKind loss_;
@@ -88,6 +111,10 @@ class Trainer {
   std::ptrdiff_t batch_size_;
   float* grads_;
   std::vector<OptimSlot> slots_;
+  float* stats_;
+  std::ptrdiff_t n_stats_;
+  bool updates_stats_ = false;      // a trainable batch-norm layer: forward writes stats_
+  std::vector<float> stats_before_;  // stats_ before this step's forward pass
   std::vector<float> xb_, vb_, wb_, dout_;
   std::vector<std::int64_t> lb_;
 };

@@ -212,7 +212,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
           early_stopping=False, patience: int = 5, min_delta: float = 0.0,
           restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
           shuffle: bool = True, cache_frozen: bool = False, monitor=None,
-          sample_weight=None, optimizer_state=None) -> History:
+          sample_weight=None, optimizer_state=None, on_nonfinite: str = "stop") -> History:
     """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
     val_accuracy, lr, grad_norm, time).
 
@@ -256,8 +256,22 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         fastmlp.DiagnosticWarning; all are kept in ``history.findings`` as (step, finding).
         None (the default) records nothing and costs nothing.
 
-    If the loss or the gradient norm becomes NaN/Inf, training stops, the weights of the last
-    completed epoch are restored and a RuntimeWarning explains what to try.
+    on_nonfinite: what a step whose loss or gradient is NaN/Inf does. The step is always
+        rejected before it changes anything (weights, optimizer state, batch-norm running
+        statistics; the guard costs one read of the gradients per step when clip_norm is off,
+        nothing when it is on). "stop" (the default) ends training there, with the weights
+        of the last good step, bit for bit; "skip" drops the batch and goes on (the step
+        counter still advances), and stops only when every batch of an epoch was dropped.
+        A step that overflowed float32 although its loss and gradient were finite (an lr far
+        too large; an extreme input row through batch norm's statistics) is found afterwards
+        and undone exactly by replaying the epoch from a copy taken at its start.
+        Either way a RuntimeWarning names the step, the cause and what to try, and the History
+        records it: ``history.nonfinite`` lists the events (dicts with step, epoch, batch:
+        0-based; cause: "loss", "gradient" or "overflow"; action: "stopped" or "skipped"; the
+        first 1000 are kept), ``history.skipped_batches`` counts the skipped batches and
+        ``history.stopped_reason`` starts with "diverged" when training stopped. Weights that
+        hold NaN/Inf before training stop it at once, with the same warning.
+        With early stopping that restores its best weights, those replace the last good ones.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
@@ -273,6 +287,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     schedule = as_schedule(lr)
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+    on_nonfinite = _choice(on_nonfinite, "on_nonfinite", ON_NONFINITE)
 
     X = model._input(X, "X")
     if isinstance(y, (list, tuple)):
@@ -327,6 +342,30 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
                         f"{type(optimizer_state).__name__}")
 
     # The engine: cached inputs for the frozen prefix, then the trainable part.
+    n_par = model._params.size
+    grads = np.zeros(n_par, np.float32)
+    if optimizer_state is None:
+        state0, state1, step = np.zeros(n_par, np.float32), np.zeros(n_par, np.float32), 0
+    else:
+        state0, state1, step = optimizer_state._buffers(optimizer, n_par)
+    rng = np.random.default_rng(seed)
+    dropout_seed = int(rng.integers(0, 2 ** 63))
+    n = len(X)
+    n_used = n
+    if uses_batch_stats and n % batch_size == 1:
+        n_used = n - 1  # a last batch of one row has no batch statistics: leave it out
+    n_batches = -(-n_used // batch_size)
+    params = dict(epochs=epochs, steps=n_batches, batch_size=batch_size, loss=loss,
+                  optimizer=optimizer, samples=n, on_nonfinite=on_nonfinite)
+    history = History()
+    history.params = params
+    history.stopped_reason = None
+    events = _NonFiniteEvents(history)
+
+    start_epoch, finished = None, False
+    fault_at_start = not all(np.isfinite(b).all()
+                             for b in (model._params, model._stats, state0, state1))
+
     start = lo if cache_frozen else 0
     X_raw = X
     fused = loss in ("cross_entropy", "binary_cross_entropy")
@@ -336,26 +375,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         if Xv is not None:
             Xv = prefix.predict(Xv, 1024, False)
     net = model._network(start, None, fused)
-    n_par = model._params.size
-    grads = np.zeros(n_par, np.float32)
-    if optimizer_state is None:
-        state0, state1, step = np.zeros(n_par, np.float32), np.zeros(n_par, np.float32), 0
-    else:
-        state0, state1, step = optimizer_state._buffers(optimizer, n_par)
     engine = _core.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
 
-    rng = np.random.default_rng(seed)
-    dropout_seed = int(rng.integers(0, 2 ** 63))
-    n = len(X)
-    n_used = n
-    if uses_batch_stats and n % batch_size == 1:
-        n_used = n - 1  # a last batch of one row has no batch statistics: leave it out
-    n_batches = -(-n_used // batch_size)
-    params = dict(epochs=epochs, steps=n_batches, batch_size=batch_size, loss=loss,
-                  optimizer=optimizer, samples=n)
-    history = History()
-    history.params = params
-    history.stopped_reason = None
     callback_list = CallbackList(cbs, model, params)
     watch = None
     if monitor is not None:
@@ -370,7 +391,14 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     classify = loss in ("cross_entropy", "binary_cross_entropy")
     acc_den = n_used * _scored_per_row(model, loss)
     callback_list.on_train_begin()
-    for epoch in range(epochs):
+    if fault_at_start:
+        finished = True
+        history.stopped_reason = ("diverged before the first step: the model's weights or "
+                                  "statistics, or optimizer_state, already hold NaN/Inf")
+        warnings.warn(f"fastmlp.train: {history.stopped_reason}; nothing was trained. Start "
+                      f"from finite weights (a new fastmlp.MLP, or fastmlp.load of a good "
+                      f"file).", RuntimeWarning, stacklevel=2)
+    for epoch in range(start_epoch or 0, 0 if finished else epochs):
         t0 = time.perf_counter()
         callback_list.on_epoch_begin(epoch)
         order = rng.permutation(n) if shuffle else np.arange(n)
@@ -380,38 +408,35 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             lrs = np.full(n_batches, schedule.lr * scale)
         else:
             lrs = np.array([schedule(step + k) for k in range(n_batches)], np.float64) * scale
-        snapshot = (model._snapshot(), state0.copy(), state1.copy())
-        total = dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
-        diverged = False
+        run = _Epoch(engine, (X, yt, sw), order, lrs, step, dropout_seed,
+                     on_nonfinite == "skip", (model._params, model._stats, state0, state1))
         due = set() if watch is None else watch.due_in(step, n_batches)
         for b0, b1 in _slices(n_batches, progress is not None, due):
             watched = b1 in due
             before = model._params.copy() if watched else None
-            log = engine.run(X, yt, order, b0, b1, lrs[b0:b1], step + b0, dropout_seed, sw)
-            for key in total:
-                total[key] += log[key]
-            if log["diverged"]:
-                diverged = True
+            loss_sum, rows = run.batches(b0, b1)
+            if run.fault is not None:
                 break
             if watch is not None:
-                watch.add_loss(log["loss_sum"], log["rows"])
+                watch.add_loss(loss_sum, rows)
                 if watched:
                     watch.record(step + b1, epoch, before)
-            if progress is not None:
-                progress.update(b1, n_batches, {"loss": total["loss_sum"] / total["rows"]})
-        if diverged:
+            if progress is not None and run.total["rows"]:
+                progress.update(b1, n_batches,
+                                {"loss": run.total["loss_sum"] / run.total["rows"]})
+        total = run.total
+        if run.fault is not None or not total["rows"]:
+            done = run.fault[0] if run.fault is not None else n_batches
+            if optimizer_state is not None:
+                optimizer_state.step = step + done
             if watch is not None:
-                watch.deliver(rules.nonfinite([], math.nan, True)[0],
-                              step + b0 + log["steps"] + 1)
-            model._restore(snapshot[0])
-            state0[...] = snapshot[1]
-            state1[...] = snapshot[2]
-            history.stopped_reason = (f"diverged in epoch {epoch + 1} (loss or gradient became "
-                                      f"NaN/Inf); weights restored to the end of epoch {epoch}")
-            warnings.warn(f"fastmlp.train: {history.stopped_reason}. Try a smaller lr, "
-                          f"clip_norm=1.0, batch normalisation or a He/LeCun init.",
-                          RuntimeWarning, stacklevel=2)
+                watch.deliver(rules.nonfinite([], math.nan, True)[0], step + done + 1)
+            history.stopped_reason, message = _stop_message(run, epoch, step, n_batches, hp,
+                                                            model)
+            events.add(epoch, step, run.events)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
             break
+        events.add(epoch, step, run.events)
         step += n_batches
         if optimizer_state is not None:
             optimizer_state.step = step
@@ -431,8 +456,186 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             history.history.setdefault(key, []).append(value)
         if callback_list.on_epoch_end(epoch, logs):
             break
+    if history.skipped_batches and not (history.stopped_reason or "").startswith("diverged"):
+        warnings.warn(_skip_message(history, hp, model), RuntimeWarning, stacklevel=2)
     callback_list.on_train_end()
     return history
+
+
+# ---- NaN/Inf in a step ---------------------------------------------------------------------
+
+ON_NONFINITE = ("stop", "skip")
+# history.nonfinite keeps the first this many events (history.skipped_batches counts them all):
+# a run that skips most batches must not grow a record per step.
+MAX_NONFINITE_EVENTS = 1000
+_CAUSES = {"loss": "the loss became NaN/Inf in the forward pass",
+           "gradient": "the gradient became NaN/Inf in the backward pass",
+           "overflow": "the step overflowed float32: its loss and gradient were finite, but "
+                       "the weights, optimizer state or batch-norm running statistics it "
+                       "wrote became NaN/Inf"}
+
+
+class _Epoch:
+    """One epoch's batches through the engine, with train()'s NaN/Inf handling.
+
+    The engine rejects a step whose loss or gradient is NaN/Inf before writing anything
+    (weights, optimizer state, batch-norm statistics), then stops there or, with skip, drops
+    the batch and goes on. A step that overflowed float32 with a finite loss and gradient is
+    only seen afterwards (the engine checks its buffers once per call); it is then found
+    exactly by replaying from the last known-good copy (the epoch's start, or the state just
+    before the previous overflowing step) one step at a time: every step is deterministic, so
+    the replay retraces the same weights, and the state just before the bad step is kept.
+
+    total: sums of the accepted batches (loss_sum, correct, grad_norm_sum, rows, steps);
+    events: (batch, cause, action) of this epoch; fault: (batch, cause) that ended the epoch,
+    or None; fallback: None, or the batch whose starting state was put back because a replay
+    did not reproduce the overflow (it cannot, short of a non-deterministic kernel).
+    """
+
+    def __init__(self, engine, data, order, lrs, step, dropout_seed, skip, buffers):
+        self.engine, self.data, self.order, self.lrs = engine, data, order, lrs
+        self.step, self.dropout_seed, self.skip, self.buffers = step, dropout_seed, skip, buffers
+        self.total = _zero_total()
+        self.events = []
+        self.fault = None
+        self.fallback = None
+        self._anchor(0)
+
+    def _anchor(self, batch: int) -> None:
+        """Remembers the current buffers, totals and events as the known-good state before
+        `batch`: replays start there (so a run of overflowing steps costs one replay each, not one
+        from the epoch's start each)."""
+        self.anchor = (batch, _copies(self.buffers), dict(self.total), list(self.events))
+
+    def _run(self, b0: int, b1: int) -> dict:
+        X, yt, sw = self.data
+        return self.engine.run(X, yt, self.order, b0, b1, self.lrs[b0:b1], self.step + b0,
+                               self.dropout_seed, sw, self.skip)
+
+    def _add(self, log: dict) -> None:
+        for key in self.total:
+            self.total[key] += log[key]
+        self.events += [(k, cause, "skipped") for k, cause in log["skipped"]]
+
+    def batches(self, b0: int, b1: int) -> tuple[float, int]:
+        """Trains batches [b0, b1); returns their (loss_sum, rows). Sets fault to stop."""
+        loss_sum, rows, pos = 0.0, 0, b0
+        while pos < b1:
+            log = self._run(pos, b1)
+            self._add(log)
+            loss_sum, rows = loss_sum + log["loss_sum"], rows + log["rows"]
+            if log["fault"] is None:
+                break
+            if log["fault"] != "state":
+                self.fault = (log["fault_batch"], log["fault"])
+                break
+            bad = self._replay(log["fault_batch"])
+            if bad is None:
+                self.fallback = self.anchor[0]
+                self._restore_anchor()
+                self.fault = (log["fault_batch"], "overflow")
+            elif not self.skip:
+                self.fault = (bad, "overflow")
+            else:
+                self.events.append((bad, "overflow", "skipped"))
+                self._anchor(bad + 1)
+                pos = bad + 1
+                continue
+            break
+        return loss_sum, rows
+
+    def _restore_anchor(self) -> None:
+        _, copies, total, events = self.anchor
+        _put_back(self.buffers, copies)
+        self.total, self.events = dict(total), list(events)
+
+    def _replay(self, upto: int):
+        """Redoes batches [anchor, upto] from the anchor, checking after each; returns the
+        first whose update left NaN/Inf (the state is then just before it), or None."""
+        self._restore_anchor()
+        for k in range(self.anchor[0], upto + 1):
+            before = _copies(self.buffers)
+            log = self._run(k, k + 1)
+            if log["fault"] == "state":
+                _put_back(self.buffers, before)
+                return k
+            if log["fault"] is not None:
+                return None
+            self._add(log)
+        return None
+
+
+def _zero_total() -> dict:
+    return dict(loss_sum=0.0, correct=0.0, grad_norm_sum=0.0, rows=0, steps=0)
+
+
+def _copies(buffers) -> tuple:
+    return tuple(b.copy() for b in buffers)
+
+
+def _put_back(buffers, copies) -> None:
+    for live, saved in zip(buffers, copies):
+        live[...] = saved
+
+
+class _NonFiniteEvents:
+    """Fills history.nonfinite (dicts: step, epoch, batch, cause, action) and
+    history.skipped_batches."""
+
+    def __init__(self, history: History):
+        self.history = history
+        history.nonfinite = []
+        history.skipped_batches = 0
+
+    def add(self, epoch: int, step: int, events) -> None:
+        h = self.history
+        for batch, cause, action in events:
+            h.skipped_batches += action == "skipped"
+            if len(h.nonfinite) < MAX_NONFINITE_EVENTS:
+                h.nonfinite.append(dict(step=step + batch, epoch=epoch, batch=batch,
+                                        cause=cause, action=action))
+
+
+def _advice(hp: dict, model: MLP) -> str:
+    """What to try, from the diagnostics' nonfinite rule, minus what is already on."""
+    finding = rules.nonfinite([], math.nan, False)[0]
+    tips = [s for s in finding.suggestions
+            if not (s.startswith("clip_norm") and hp["clip_norm"] is not None)
+            and not (s.startswith("batchnorm") and any(l.batchnorm for l in model.layers))]
+    return (f"Try {', '.join(tips)}; fastmlp.diagnose(model, X, y, loss=...) probes the "
+            f"network layer by layer for the cause.")
+
+
+def _stop_message(run: _Epoch, epoch: int, step: int, n_batches: int, hp: dict,
+                  model: MLP) -> tuple[str, str]:
+    """(history.stopped_reason, warning) for an epoch that ended training; a fault's event is
+    added to run.events."""
+    if run.fault is None:
+        reason = (f"diverged: every batch of epoch {epoch + 1} had a NaN/Inf loss, gradient "
+                  f"or update and was skipped")
+        kept = "the weights are those after the last good step"
+    else:
+        batch, cause = run.fault
+        run.events.append((batch, cause, "stopped"))
+        reason = (f"diverged at step {step + batch} (epoch {epoch + 1}, batch {batch + 1} of "
+                  f"{n_batches}): {_CAUSES[cause]}")
+        if run.fallback is not None:
+            kept = (f"the weights are those before step {step + run.fallback} (a replay to "
+                    f"find the overflowing step did not reproduce it)")
+        elif step + batch == 0:
+            kept = "the weights are unchanged (it was the first step)"
+        else:
+            kept = (f"the weights are those after step {step + batch - 1}, the last good one "
+                    f"(nothing of step {step + batch} was applied)")
+    return reason, f"fastmlp.train: {reason}; {kept}. {_advice(hp, model)}"
+
+
+def _skip_message(history: History, hp: dict, model: MLP) -> str:
+    first = history.nonfinite[0]
+    return (f"fastmlp.train: skipped {history.skipped_batches} batch(es) whose loss, gradient "
+            f"or update was NaN/Inf (on_nonfinite='skip'; the first at step {first['step']}, "
+            f"epoch {first['epoch'] + 1}: {_CAUSES[first['cause']]}); history.nonfinite lists "
+            f"them. {_advice(hp, model)}")
 
 
 def _slices(n_batches: int, progress: bool, monitored: set):
