@@ -9,8 +9,10 @@ test_losses / test_optimizers), scaled by the size of what is summed, since hypo
 values far from O(1): a float32 sum of n terms is off by ~sqrt(n) * eps times the sum of the
 terms' magnitudes, not times the (possibly cancelled) result.
 
-derandomize=True: the examples are a fixed function of the test, so CI is reproducible; no
-example database is written.
+derandomize=True: the examples are a fixed function of the test and of the code imported (recent
+hypothesis also draws constants it finds in the loaded modules, so running this file alone or
+with the whole suite draws different, equally fixed, examples): CI is reproducible. No example
+database is written.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
 
 # Sizes around the GEMM micro-tiles (6 rows, 16 columns) and the 8-float vectors, and any other.
 SIZES = st.one_of(st.sampled_from([1, 3, 7, 8, 9, 16, 17]), st.integers(1, 40))
+
+
+EPS = float(np.finfo(np.float32).eps)  # an ulp of 1
 
 
 def floats(bound: float):
@@ -178,7 +183,15 @@ def test_batchnorm_forward_matches_reference(data):
     # A rounding of x - mean (a few ulps of |x|) is amplified by gamma * inv_std.
     centred = max(_max(x), _max(mean_r)) * _max(gamma * inv_std_r)
     assert_close(mean, mean_r, rtol=1e-5, atol=1e-6 * max(1.0, _max(x)), name="mean")
-    assert_close(inv_std, inv_std_r, rtol=1e-5, name="inv_std")
+    # The kernel sums each column in float over blocks of 32 rows, so its mean may be off by
+    # delta ~ 16 ulps of |x|; the variance then gains delta^2, which moves inv_std by
+    # delta^2 / (2 (var + eps)) relative: visible when a column is (nearly) constant and eps is
+    # small (a constant column of 57.33 gives 1.2e-5).
+    delta = 16 * EPS * np.abs(x).max(axis=0).astype(np.float64) \
+        if training else 0.0
+    var_eps = 1 / inv_std_r.astype(np.float64) ** 2
+    assert_close(inv_std, inv_std_r, rtol=1e-5 + _max(delta ** 2 / (2 * var_eps)),
+                 name="inv_std")
     assert_close(y, yr, rtol=1e-5, atol=2e-5 * max(1.0, centred) + 1e-6 * _max(beta), name="y")
     var = x.astype(np.float64).var(axis=0, ddof=1) if B > 1 else 0.0
     assert_close(rm_k, rm_r, rtol=1e-5, atol=1e-6 * max(1.0, _max(x), _max(rm)),
@@ -237,7 +250,9 @@ def test_softmax_cross_entropy_matches_reference(data):
     loss_r, d_r = R.softmax_cross_entropy(logits, labels.astype(np.int64))
     assert isinstance(loss, float) and np.isfinite(loss) and loss >= 0
     assert loss == pytest.approx(loss_r, rel=1e-5, abs=1e-6 * max(1.0, _max(logits)))
-    assert_close(d, d_r, rtol=1e-5, atol=1e-7, name="dlogits")
+    # (softmax - onehot) / B cancels for a confident row, leaving the rounding of softmax: a
+    # sum of C exponentials is off by ~log2(C) ulps of 1, then divided by B.
+    assert_close(d, d_r, rtol=1e-5, atol=(2 + np.log2(Cn)) * EPS / B, name="dlogits")
     layout = data.draw(layouts)
     same_bits(K.softmax_cross_entropy(laid_out(logits, layout), labels), (loss, d),
               f"softmax_cross_entropy with logits {layout}")
@@ -264,7 +279,7 @@ def test_mse_and_binary_cross_entropy_match_reference(data):
     loss_r, d_r = R.binary_cross_entropy(logits, targets)
     # Per element max(z, 0) - z * t + ... cancels: each is off by a few ulps of |z|.
     assert loss == pytest.approx(loss_r, rel=1e-5, abs=1e-6 * max(1.0, _max(logits)))
-    assert_close(d, d_r, rtol=1e-5, atol=1e-7 / n, name="dlogits")
+    assert_close(d, d_r, rtol=1e-5, atol=4 * EPS / n, name="dlogits")  # sigmoid - t cancels
 
     layout = data.draw(layouts)
     same_bits(K.mse(laid_out(pred, layout), target), K.mse(pred, target), f"mse {layout}")
