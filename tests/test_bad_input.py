@@ -418,6 +418,14 @@ def test_kernel_labels_of_any_integer_dtype_are_accepted(dtype):
                 K.softmax_cross_entropy(*args))
 
 
+def test_kernel_output_too_large_to_allocate_raises_memory_error():
+    """2^23 x 2^23 outputs (256 TiB, beyond any address space, so even an overcommitting kernel
+    refuses): a MemoryError from the allocation, before anything is computed, never a crash."""
+    n = 2 ** 23
+    x, W, b = np.ones((n, 1), np.float32), np.ones((1, n), np.float32), np.zeros(n, np.float32)
+    refuses(lambda: K.dense_forward(x, W, b), MemoryError, r"allocate")
+
+
 def test_kernel_nan_and_inf_propagate_as_in_the_reference():
     """Kernels do not scan their inputs: a NaN row stays a NaN row (and only that row), like
     fastmlp.reference; finding NaN early is the model-level entry points' job."""
@@ -533,6 +541,12 @@ SETTER_REFUSALS = [
      ValueError, r"^input_scale: "),
     ("input_scale str", lambda m: setattr(m, "input_scale", ["a"] * D), TypeError,
      r"^input_scale: "),
+    ("fit_input_scaling NaN", lambda m: m.fit_input_scaling(_with(np.nan)), ValueError,
+     r"^X: contains NaN"),
+    ("fit_input_scaling beyond float32", lambda m: m.fit_input_scaling(_with(HUGE)), ValueError,
+     r"^X: .*float32 range"),
+    ("fit_input_scaling features", lambda m: m.fit_input_scaling(X32[:, :2]), ValueError,
+     r"^X: the model takes 3 features"),
 ]
 
 
