@@ -1,7 +1,8 @@
 """fastmlp: fused, multi-threaded C++ kernels for training multilayer perceptrons.
 
 Training: ``fastmlp.MLP`` and ``fastmlp.train`` (whole training steps in C++), with
-``fastmlp.schedules``, ``fastmlp.callbacks`` and ``fastmlp.initializers``.
+``fastmlp.schedules``, ``fastmlp.callbacks`` and ``fastmlp.initializers``; checkpoints and exact
+resumption through ``train(checkpoint=, resume=)`` and ``fastmlp.load_checkpoint``.
 Kernels: ``fastmlp.kernels`` (the fast kernels) and ``fastmlp.reference`` (their NumPy
 specification, same names and signatures).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from . import (_core, callbacks, datasets, diagnostics, idx, initializers, kernels, reference,
                schedules)
+from .checkpoint import Checkpoint, load_checkpoint
 from .diagnostics import DiagnosticWarning, diagnose
 from .io import load, save
 from .onnx_export import export_onnx  # imports onnx only when called
@@ -17,9 +19,10 @@ from .pretrain import pretrain_autoencoder
 from .training import OptimizerState, evaluate, train
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "Layer", "train", "evaluate", "OptimizerState", "diagnose", "DiagnosticWarning",
-           "pretrain_autoencoder", "save", "load", "export_onnx", "callbacks", "datasets", "idx", "diagnostics",
-           "schedules", "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
+__all__ = ["MLP", "Layer", "train", "evaluate", "OptimizerState", "load_checkpoint", "Checkpoint",
+           "diagnose", "DiagnosticWarning", "pretrain_autoencoder", "save", "load",
+           "export_onnx", "callbacks", "datasets", "idx", "diagnostics", "schedules",
+           "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
            "get_num_threads", "__version__"]
 
 
