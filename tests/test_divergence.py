@@ -240,3 +240,32 @@ def test_on_nonfinite_is_checked():
     X, y, _ = data()
     with pytest.raises(ValueError, match="on_nonfinite: expected one of stop, skip, got 'ignore'"):
         fastmlp.train(fastmlp.MLP([5, 1]), X, y, loss="mse", on_nonfinite="ignore", verbose=0)
+
+
+# ---- the engine's own checks ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, finite", [(np.nan, False), (np.inf, False), (-np.inf, False),
+                                           (np.finfo(np.float32).max, True),
+                                           (-np.finfo(np.float32).tiny / 2, True)])
+@pytest.mark.parametrize("buffer", ["params", "state0", "state1"])
+def test_the_engine_finds_a_nonfinite_value_anywhere_in_what_steps_write(value, finite, buffer):
+    # An empty run (no batches) is only the engine's end-of-call check of its buffers.
+    from fastmlp import _core
+    from fastmlp.training import _hyper, targets
+    X, y, _ = data(n=9)
+    model = fastmlp.MLP([5, 17, 3, 1], seed=0)
+    n = model._params.size
+    grads, state0, state1 = (np.zeros(n, np.float32) for _ in range(3))
+    kind, hp = _hyper("adam")
+    engine = _core.Trainer(model._network(), "mse", kind, hp, 4, grads, state0, state1)
+    target = {"params": model._params, "state0": state0, "state1": state1}[buffer]
+    order = np.arange(9, dtype=np.int64)
+    # Parameters are 16-float aligned per tensor, with padding between them that no step
+    # writes: test the first element, one inside a vector, and the last one of a tensor.
+    last = model.layers[-1]._offsets["b"] + model.layers[-1].n_out - 1
+    for at in (0, 17, last):
+        saved = target[at]
+        target[at] = value
+        log = engine.run(X, targets(model, y, "mse", 9), order, 0, 0, np.ones(1), 0, 0)
+        target[at] = saved
+        assert log["fault"] == (None if finite else "state"), (buffer, at)
