@@ -758,25 +758,14 @@ TRAIN_REFUSALS = [
      r"^cache_frozen: "),
     ("unknown option", dict(learning_rate=0.1), TypeError,
      r"unexpected keyword argument 'learning_rate'"),
-    # Known gaps in training.py (owned elsewhere): strict xfails, reported with their fix.
-    pytest.param("seed str", dict(seed="a"), TypeError, r"^seed: ", marks=pytest.mark.xfail(
-        strict=True, reason="training.py passes seed to np.random.default_rng unchecked; "
-                            "fix: seed = v.seed(seed) at the top of train()")),
-    pytest.param("callbacks not a list", dict(callbacks=3), TypeError, r"^callbacks: ",
-                 marks=pytest.mark.xfail(strict=True, reason="training.py: list(callbacks) "
-                                         "raises \"'int' object is not iterable\"")),
-    pytest.param("eps 0 with adam", dict(eps=0.0), ValueError, r"^eps: ",
-                 marks=pytest.mark.xfail(strict=True, reason="training.py _hyper accepts "
-                                         "eps=0 (low=0.0 closed): Adam/RMSprop/Adagrad then "
-                                         "divide 0/0 for a zero gradient; fix: low_open=True")),
-    pytest.param("mse y beyond float32", dict(loss="mse", y=np.full((N, C), HUGE)), ValueError,
-                 r"^y: .*float32 range", marks=pytest.mark.xfail(
-                     strict=True, reason="training.targets casts with astype(np.float32): a "
-                                         "RuntimeWarning, then 'contains NaN or Inf'")),
-    pytest.param("sample_weight beyond float32", dict(sample_weight=np.full(N, HUGE)),
-                 ValueError, r"^sample_weight: ", marks=pytest.mark.xfail(
-                     strict=True, reason="training._sample_weight casts with astype: a "
-                                         "RuntimeWarning before its own error")),
+    # Formerly gaps in training.py, fixed:
+    ("seed str", dict(seed="a"), TypeError, r"^seed: "),
+    ("callbacks not a list", dict(callbacks=3), TypeError, r"^callbacks: "),
+    ("eps 0 with adam", dict(eps=0.0), ValueError, r"^eps: "),
+    ("mse y beyond float32", dict(loss="mse", y=np.full((N, C), HUGE)), ValueError,
+     r"^y: .*float32 range"),
+    ("sample_weight beyond float32", dict(sample_weight=np.full(N, HUGE)), ValueError,
+     r"^sample_weight: "),
 ]
 
 

@@ -282,15 +282,13 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_weights():
     x = rng.uniform(0.1, 100, (256, 1)).astype(np.float32)
     y = np.log(x).astype(np.float32)
     model = fastmlp.MLP([1, 64, 64, 1], seed=0)
-    good = []
-    cb = LambdaCallback(on_epoch_end=lambda e, logs: good.append(model._params.copy()))
     with pytest.warns(RuntimeWarning, match="diverged"):
         h = fastmlp.train(model, x, y, loss="mse", optimizer="sgd", lr=0.5, epochs=50,
-                          callbacks=[cb], **quiet(seed=0))
+                          **quiet(seed=0))
     assert np.isfinite(model._params).all()
     assert "diverged" in h.stopped_reason
-    if good:  # restored to the end of the last completed epoch
-        np.testing.assert_array_equal(model._params, good[-1])
+    # The last good step's weights, bit for bit: proved in tests/test_divergence.py.
+    assert h.nonfinite[-1]["action"] == "stopped"
     assert len(h.epoch) < 50
 
 

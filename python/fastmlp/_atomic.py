@@ -1,5 +1,5 @@
 """Atomic file writes: a reader, or a crash at any moment, sees the old file or the new one,
-never a torn one (temp file in the same directory, flush, fsync, rename)."""
+never a torn one (temp file in the same directory, flush, fsync, rename, fsync the directory)."""
 from __future__ import annotations
 
 import os
@@ -27,3 +27,16 @@ def write_atomic(path, write: Callable, *, binary: bool = True) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes the rename itself durable: without it a power cut can lose the new directory
+    entry, leaving the old file (or, for a first write, none) after a reboot."""
+    if not hasattr(os, "O_DIRECTORY"):  # Windows: no directory handles to sync
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

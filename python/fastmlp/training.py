@@ -69,14 +69,13 @@ def targets(model: MLP, y, loss: str, n: int, name: str = "y") -> np.ndarray:
         return np.ascontiguousarray(y, dtype=np.int64)
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected numeric targets, got dtype {y.dtype}")
-    arr = y.astype(np.float32)
-    if arr.ndim == 1 and C == 1:
-        arr = arr.reshape(-1, 1)
+    src = y.reshape(-1, 1) if (y.ndim == 1 and C == 1) else y
+    arr = v.to_float32(src)  # a value beyond float32's range becomes Inf, reported below
     if arr.shape != (n, C):
         raise ValueError(f"{name}: expected shape ({n}, {C}) for a model with {C} outputs, "
                          f"got {y.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: contains NaN or Inf")
+        raise v.nonfinite_error(name, arr, src)
     if loss == "binary_cross_entropy" and ((arr < 0).any() or (arr > 1).any()):
         raise ValueError(f"{name}: binary_cross_entropy targets must lie in [0, 1]")
     return np.ascontiguousarray(arr)
@@ -112,7 +111,8 @@ def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0
         rho=v.real(rho, "rho", low=0.0, high=1.0, high_open=True),
         beta1=v.real(beta1, "beta1", low=0.0, high=1.0, high_open=True),
         beta2=v.real(beta2, "beta2", low=0.0, high=1.0, high_open=True),
-        eps=v.real(_DEFAULT_EPS.get(kind, 1e-8) if eps is None else eps, "eps", low=0.0),
+        eps=v.real(_DEFAULT_EPS.get(kind, 1e-8) if eps is None else eps, "eps", low=0.0,
+                   low_open=True),  # 0 would divide 0/0 for an exactly-zero gradient
         weight_decay=v.real(weight_decay, "weight_decay", low=0.0),
         decoupled=optimizer == "adamw",
         clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
@@ -181,9 +181,12 @@ def _sample_weight(sample_weight, n: int):
     if w.shape != (n,):
         raise ValueError(f"sample_weight: expected shape ({n},) (one weight per row of X), "
                          f"got {w.shape}")
-    w = w.astype(np.float32)
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("sample_weight: expected finite values >= 0")
+    w32 = v.to_float32(w)
+    if not np.isfinite(w32).all():
+        raise v.nonfinite_error("sample_weight", w32, w)
+    w = w32
     if n and not w.any():
         raise ValueError("sample_weight: every weight is 0; nothing would be learned")
     return np.ascontiguousarray(w)
@@ -292,6 +295,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
+    seed = v.seed(seed)
     loss = _choice(loss, "loss", LOSSES)
     optimizer = _choice(optimizer, "optimizer", OPTIMIZERS)
     kind, hp = _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay,
@@ -337,6 +341,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
                          "cache; freeze leading layers (layer.trainable = False) first")
 
     # Early stopping and user callbacks.
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks: expected a list of fastmlp.callbacks.Callback, got "
+                        f"{type(callbacks).__name__}")
     cbs = list(callbacks or [])
     if early_stopping is True or (isinstance(early_stopping, numbers.Integral)
                                   and not isinstance(early_stopping, bool) and early_stopping):
