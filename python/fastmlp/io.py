@@ -22,6 +22,7 @@ over the target, so a crash never leaves a half-written model behind.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -121,6 +122,26 @@ def load(path) -> MLP:
     header, or an array whose dtype or shape disagrees with the header.
     """
     path = _readable_path(path)
+    with _open_archive(path) as archive:
+        try:
+            return _read(archive, path)
+        except (zipfile.BadZipFile, EOFError, OSError) as e:  # a truncated member
+            raise ValueError(f"path: {path!r} is damaged ({type(e).__name__}: {e})") from None
+
+
+def read_header(path) -> dict:
+    """The JSON header of a model file (format, version, fastmlp_version, sizes, layers,
+    input, metadata) without building the model; ValueError as load() for other files."""
+    path = _readable_path(path)
+    with _open_archive(path) as archive:
+        return _header(archive, path)
+
+
+@contextlib.contextmanager
+def _open_archive(path: str):
+    """Yields the .npz archive at path (checked by _readable_path) for load() and read_header(),
+    and closes the archive and the file on every path; ValueError naming the file when it is
+    not an .npz archive."""
     # Our own handle, closed on every path (np.load(path) leaks it when parsing fails).
     with open(path, "rb") as f:
         try:
@@ -131,27 +152,7 @@ def load(path) -> MLP:
             raise ValueError(f"path: {path!r} is a single .npy array, not a fastmlp model "
                              f"file")
         with archive:
-            try:
-                return _read(archive, path)
-            except (zipfile.BadZipFile, EOFError, OSError) as e:  # a truncated member
-                raise ValueError(f"path: {path!r} is damaged ({type(e).__name__}: "
-                                 f"{e})") from None
-
-
-def read_header(path) -> dict:
-    """The JSON header of a model file (format, version, fastmlp_version, sizes, layers,
-    input, metadata) without building the model; ValueError as load() for other files."""
-    path = _readable_path(path)
-    with open(path, "rb") as f:
-        try:
-            archive = np.load(f, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"path: {path!r} is not a fastmlp model file ({e})") from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"path: {path!r} is a single .npy array, not a fastmlp model "
-                             f"file")
-        with archive:
-            return _header(archive, path)
+            yield archive
 
 
 def _header(archive, path: str) -> dict:
