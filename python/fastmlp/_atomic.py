@@ -7,6 +7,32 @@ import tempfile
 from typing import Callable
 
 
+def file_name(path, name: str = "path") -> str:
+    """path (str, bytes or os.PathLike) as a str, or TypeError naming the argument."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name}: expected a file name (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
+    return os.fsdecode(os.fspath(path))
+
+
+def writable_target(path, example: str, name: str = "path") -> str:
+    """path checked before anything is written: a file name, not a directory, in a directory
+    that exists and may be written (otherwise the error would name write_atomic's temporary
+    file instead of the user's path). example: a file name to suggest for a directory."""
+    path = file_name(path, name)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{name}: {path!r} is a directory; pass a file name such as "
+                                f"{os.path.join(path, example)!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{name}: directory {directory!r} does not exist; create it "
+                                f"first (os.makedirs)")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name}: directory {directory!r} is not writable; choose "
+                              f"another location")
+    return path
+
+
 def write_atomic(path, write: Callable, *, binary: bool = True) -> None:
     """Calls write(f) on a temporary file next to path, then renames it over path."""
     path = os.fspath(path)

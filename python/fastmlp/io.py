@@ -30,7 +30,7 @@ import zipfile
 
 import numpy as np
 
-from ._atomic import write_atomic
+from ._atomic import file_name, writable_target, write_atomic
 from .model import MLP, Layer
 
 FORMAT, VERSION = "fastmlp.MLP", 2
@@ -40,30 +40,12 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _LAYER_KEYS = ("activation", "alpha", "batchnorm", "dropout", "init", "trainable")
 
 
-def _path(path) -> str:
-    """path (str, bytes or os.PathLike) as a str, or TypeError naming the argument."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path: expected a file name (str or os.PathLike), got "
-                        f"{type(path).__name__} {path!r}")
-    return os.fsdecode(os.fspath(path))
-
-
 def _writable_path(path) -> str:
-    """path checked before anything is written: not a directory, in a directory that exists.
-    (The temporary file's name would otherwise appear in the error instead of the user's.)"""
-    path = _path(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"path: {path!r} is a directory; pass a file name such as "
-                                f"{os.path.join(path, 'model.npz')!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"path: directory {directory!r} does not exist; create it "
-                                f"first (os.makedirs)")
-    return path
+    return writable_target(path, "model.npz")
 
 
 def _readable_path(path) -> str:
-    path = _path(path)
+    path = file_name(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: {path!r}: no such file")
     if os.path.isdir(path):

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ._atomic import write_atomic
+from ._atomic import writable_target, write_atomic
 from .model import MLP
 from .reference.activations import SELU_ALPHA, SELU_SCALE
 
@@ -85,21 +85,7 @@ def _standardisation(model: MLP, name: str):
 
 
 def _check_path(path) -> str:
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path: expected a file name (str or os.PathLike), got "
-                        f"{type(path).__name__}")
-    path = os.fsdecode(os.fspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"path: {path!r} is a directory; pass a file name such as "
-                                f"{os.path.join(path, 'model.onnx')!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"path: directory {directory!r} does not exist; create it "
-                                f"first (os.makedirs)")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(f"path: directory {directory!r} is not writable; choose another "
-                              f"location")
-    return path
+    return writable_target(path, "model.onnx")
 
 
 def _check_opset(opset, onnx) -> int:
