@@ -333,6 +333,17 @@ def test_bench_quick_prints_a_table(capsys):
         assert float(g1) > 0 and float(g2) > 0
 
 
+@pytest.mark.parametrize("case", __import__("fastmlp.cli_bench", fromlist=["CASES"]).CASES,
+                         ids=lambda c: c[0])
+def test_bench_data_has_every_step_it_times(case):
+    """The per-step time divides a call's time by `steps`: the data must hold steps x batch
+    rows (the digits have only 1,438, which once made a 40-step call run 7 steps)."""
+    from fastmlp.cli_bench import _data
+    _, sizes, batch, steps, loss = case
+    X, y = _data(sizes, batch * steps, loss)
+    assert len(X) == len(y) == batch * steps and X.shape[1] == sizes[0]
+
+
 def test_step_flops_counts_forward_and_backward_products():
     from fastmlp.cli_bench import step_flops
     # 3-5-2, batch 7: forward 2*7*(15+10), dW the same, dx only for the second layer.
