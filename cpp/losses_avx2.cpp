@@ -8,42 +8,10 @@
 #include <math.h>
 
 #include "losses_impl.h"
+#include "vmath_avx2.h"
 
 namespace fastmlp {
 namespace {
-
-// exp(x) for 8 floats.
-//   Reduction: x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2, r computed with two FMAs
-//   against Cephes' two-part ln2 (the first product is exact, the difference x - n C1 too).
-//   exp(r): Cephes' degree-6 polynomial (expf.c), 1 + r + r^2 P(r), Horner with FMA.
-//   Scaling by 2^n: as two factors 2^(n >> 1) and 2^(n - (n >> 1)), both normal for n in
-//   [-150, 128], so a result in the subnormal range is rounded once (by the last multiply) and
-//   one past FLT_MAX overflows to +inf, as a correctly rounded exp would.
-// Inputs are clamped to [-104, 89] first: exp(-104) < FLT_TRUE_MIN / 2 rounds to 0, exp(89) >
-// FLT_MAX. max/min return their second operand when one is NaN, so NaN passes through.
-// Error against exp in double rounded to float: at most 1 ulp over normal results, 1 unit of
-// the last subnormal place below (checked in tests/test_losses.py over [-110, 89]).
-inline __m256 exp256(__m256 x) {
-  x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256i ni = _mm256_cvtps_epi32(n);
-  const __m256i n1 = _mm256_srai_epi32(ni, 1);
-  const __m256i n2 = _mm256_sub_epi32(ni, n1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
-}
 
 // Lanes [0, r) set: row tails go through maskload/maskstore, so every element of a row takes the
 // same exp (a scalar tail would round differently from the body).
