@@ -107,8 +107,11 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
         for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = p[k];
       } else {
         const float* __restrict z = rd.op.z + (i0 + r) * rd.op.rs + k0;
-        for (std::ptrdiff_t k = 0; k < kc; ++k)
-          dst[k * kMR + r] = p[k] * act_grad(z[k], R::act, rd.op.alpha);
+        // The same dz row function as the direct path, so both paths round alike (the AVX2
+        // sigmoid/tanh derivatives differ from libm's by an ulp).
+        float tmp[kKCMax];
+        dz_row<R::act>(p, z, tmp, kc, rd.op.alpha);
+        for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kMR + r] = tmp[k];
       }
     }
   } else {

@@ -14,6 +14,8 @@ import pytest
 import fastmlp
 from fastmlp.io import MAX_HEADER_BYTES
 
+from helpers import available_isas, isa
+
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
@@ -60,7 +62,13 @@ def test_version_1_files_still_load():
     34dd0cb): batch norm with non-trivial statistics, elu alpha, a frozen layer, softmax."""
     model = fastmlp.load(os.path.join(DATA, "model_v1.npz"))
     expected = np.load(os.path.join(DATA, "model_v1_expected.npz"))
-    np.testing.assert_array_equal(model.predict(expected["X"]), expected["y"])
+    # The expected outputs were computed when the file was written (AVX2 GEMM, libm tanh).
+    # What is tested is the loading, not the arithmetic, which has changed by an ulp or two
+    # since (vector tanh/sigmoid); on either path the outputs agree to float32 rounding.
+    for path in available_isas():
+        with isa(path):
+            np.testing.assert_allclose(model.predict(expected["X"]), expected["y"],
+                                       rtol=1e-6, atol=1e-7)
     assert model.metadata == {} and model.input_mean is None
     assert [l.trainable for l in model.layers] == [True, True, False]
     assert model.layers[0].alpha == pytest.approx(0.7)
