@@ -92,12 +92,12 @@ void small_tile_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std:
 
 namespace {
 
-// Activations with a vector form are applied in registers: relu and leaky_relu exactly, sigmoid
-// and tanh with the exp-based functions of vmath_avx2.h (a few ulp; libm's tanhf / expf per
-// element took ~80% of a tanh 1-50-10-1 training step). The others (elu, selu, gelu) go
-// through the scalar libm path on the L1-resident tile.
+// Activations with a vector form are applied in registers: relu and leaky_relu exactly, sigmoid,
+// tanh, elu and selu with the exp-based functions of vmath_avx2.h (a few ulp; libm's tanhf /
+// expf per element took ~80% of a tanh 1-50-10-1 training step). gelu goes through the scalar
+// libm path on the L1-resident tile.
 inline bool vector_act(Act a) {
-  return a == Act::identity || a == Act::relu || a == Act::leaky_relu || has_avx2_act(a);
+  return a == Act::identity || a == Act::relu || a == Act::leaky_relu || has_avx2_act_alpha(a);
 }
 
 inline __m256 apply_vec(__m256 v, Act a, __m256 alpha) {
@@ -110,11 +110,17 @@ inline __m256 apply_vec(__m256 v, Act a, __m256 alpha) {
   }
   if (a == Act::tanh) return tanh256(v);
   if (a == Act::sigmoid) return sigmoid256(v);
+  if (a == Act::elu) return elu256(v, alpha);
+  if (a == Act::selu) return selu256(v);
   return v;
 }
 
-inline __m256 grad_vec(__m256 z, Act a) {
-  return a == Act::tanh ? tanh_grad256(z) : sigmoid_grad256(z);
+// act'(z) for act with has_avx2_act_alpha(act).
+inline __m256 grad_vec(__m256 z, Act a, __m256 alpha) {
+  if (a == Act::tanh) return tanh_grad256(z);
+  if (a == Act::sigmoid) return sigmoid_grad256(z);
+  if (a == Act::elu) return elu_grad256(z, alpha);
+  return selu_grad256(z);
 }
 
 // Lanes [0, r) set.
@@ -167,36 +173,63 @@ void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdif
   }
 }
 
-void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n) {
-  const __m256 unused = _mm256_setzero_ps();
+namespace {
+
+// The row loops, one instantiation per activation so that the per-vector dispatch folds away.
+template <Act kAct>
+void act_row_loop(const float* u, float* a, std::ptrdiff_t n, __m256 alpha) {
   std::ptrdiff_t i = 0;
-  if (act == Act::tanh) {
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, tanh256(_mm256_loadu_ps(u + i)));
-  } else {
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, sigmoid256(_mm256_loadu_ps(u + i)));
-  }
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(a + i, apply_vec(_mm256_loadu_ps(u + i), kAct, alpha));
   if (i < n) {
     const __m256i m = lanes_below(n - i);
-    _mm256_maskstore_ps(a + i, m, apply_vec(_mm256_maskload_ps(u + i, m), act, unused));
+    _mm256_maskstore_ps(a + i, m, apply_vec(_mm256_maskload_ps(u + i, m), kAct, alpha));
   }
 }
 
-void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n) {
+template <Act kAct>
+void dz_row_loop(const float* p, const float* z, float* d, std::ptrdiff_t n, __m256 alpha) {
   std::ptrdiff_t i = 0;
-  if (act == Act::tanh) {
-    for (; i + 8 <= n; i += 8)
-      _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(p + i),
-                                            tanh_grad256(_mm256_loadu_ps(z + i))));
-  } else {
-    for (; i + 8 <= n; i += 8)
-      _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(p + i),
-                                            sigmoid_grad256(_mm256_loadu_ps(z + i))));
-  }
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(p + i),
+                                          grad_vec(_mm256_loadu_ps(z + i), kAct, alpha)));
   if (i < n) {
     const __m256i m = lanes_below(n - i);
-    const __m256 g = grad_vec(_mm256_maskload_ps(z + i, m), act);
+    const __m256 g = grad_vec(_mm256_maskload_ps(z + i, m), kAct, alpha);
     _mm256_maskstore_ps(d + i, m, _mm256_mul_ps(_mm256_maskload_ps(p + i, m), g));
   }
+}
+
+}  // namespace
+
+void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n, float alpha) {
+  const __m256 al = _mm256_set1_ps(alpha);
+  switch (act) {
+    case Act::tanh: act_row_loop<Act::tanh>(u, a, n, al); break;
+    case Act::elu: act_row_loop<Act::elu>(u, a, n, al); break;
+    case Act::selu: act_row_loop<Act::selu>(u, a, n, al); break;
+    default: act_row_loop<Act::sigmoid>(u, a, n, al); break;
+  }
+}
+
+void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n,
+                 float alpha) {
+  const __m256 al = _mm256_set1_ps(alpha);
+  switch (act) {
+    case Act::tanh: dz_row_loop<Act::tanh>(p, z, d, n, al); break;
+    case Act::elu: dz_row_loop<Act::elu>(p, z, d, n, al); break;
+    case Act::selu: dz_row_loop<Act::selu>(p, z, d, n, al); break;
+    default: dz_row_loop<Act::sigmoid>(p, z, d, n, al); break;
+  }
+}
+
+// The rows without alpha: sigmoid and tanh only (has_avx2_act), which take none.
+void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n) {
+  act_row_avx2(act, u, a, n, 0.0f);
+}
+
+void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n) {
+  dz_row_avx2(act, p, z, d, n, 0.0f);
 }
 
 }  // namespace fastmlp

@@ -10,8 +10,14 @@
 // 1 - t^2 or s (1 - s), so they keep full relative precision in the tails where those
 // differences cancel. Special values are act_forward's / act_grad's: NaN in gives NaN out,
 // tanh(+-Inf) = +-1, sigmoid(-Inf) = 0, sigmoid(+Inf) = 1, both derivatives 0 at +-Inf.
+// expm1_neg256 (the negative side of elu and selu), no cancellation near 0: measured at most
+// 8.5e-8 relative (1.4 ulp) against expm1 in double over 6e5 normal x in [-30, -1e-30] (worst
+// near the n = 0 / n = -1 switch at -ln2/2); elu' 7.7e-8, selu 1.8e-7; the tests hold all of
+// them, with tanh and sigmoid, to 5e-7.
 #pragma once
 #include <immintrin.h>
+
+#include "activation.h"  // kSeluAlpha, kSeluScale
 
 namespace fastmlp {
 namespace {
@@ -99,6 +105,65 @@ inline __m256 sigmoid_grad256(__m256 z) {
   const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), az));
   const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
   return _mm256_div_ps(e, _mm256_mul_ps(d, d));
+}
+
+// expm1(x) for 8 floats with x <= 0 (x > 0 is not handled: the elu/selu callers pass
+// min(0, z)). exp(x) - 1 would cancel for small |x| (all relative precision lost at |x| ~ 1e-8),
+// so expm1 is formed from exp256's reduction x = n ln2 + r, |r| <= ln2 / 2:
+//   expm1(x) = 2^n (1 + expm1(r)) - 1 = 2^n expm1(r) + (2^n - 1),
+// with expm1(r) = r + r^2 P(r), exp256's Cephes polynomial without its leading 1. For
+// |x| <= ln2 / 2, n = 0 and the result is the polynomial alone (r = x exactly: tiny and subnormal
+// x give x); otherwise 2^n - 1 is exact (n >= -44) and the FMA rounds the sum once.
+// Inputs are clamped to [-30, 0] (expm1(-30) rounds to -1; 2^n stays normal). max/min return
+// their second operand when one is NaN, so NaN passes through. The sign bit of x is ORed in: the
+// polynomial's r^2 P(r) + r turns -0 into +0, and expm1(-0) is -0 (as std::expm1 gives it).
+inline __m256 expm1_neg256(__m256 x) {
+  x = _mm256_min_ps(_mm256_setzero_ps(), _mm256_max_ps(_mm256_set1_ps(-30.0f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 em = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);  // expm1(r)
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256 s = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));  // 2^n
+  const __m256 y = _mm256_fmadd_ps(s, em, _mm256_sub_ps(s, _mm256_set1_ps(1.0f)));
+  return _mm256_or_ps(y, _mm256_and_ps(x, sign_bit256()));
+}
+
+// elu(z) = z for z > 0, alpha expm1(z) otherwise (act_forward's branch: NaN fails z > 0 and
+// takes the expm1 side, where it propagates; -Inf gives -alpha).
+inline __m256 elu256(__m256 z, __m256 alpha) {
+  const __m256 neg = _mm256_mul_ps(alpha, expm1_neg256(z));
+  return _mm256_blendv_ps(neg, z, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
+// elu'(z) = 1 for z > 0, alpha exp(z) otherwise (act_grad's form; 0 at -Inf, NaN for NaN).
+// exp256 of min(0, z) never overflows; min returns z when z is NaN.
+inline __m256 elu_grad256(__m256 z, __m256 alpha) {
+  const __m256 neg = _mm256_mul_ps(alpha, exp256(_mm256_min_ps(_mm256_setzero_ps(), z)));
+  return _mm256_blendv_ps(neg, _mm256_set1_ps(1.0f),
+                          _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
+// selu(z) = scale * elu(z, selu alpha), rounded in act_forward's order: scale * (alpha expm1(z)).
+inline __m256 selu256(__m256 z) {
+  return _mm256_mul_ps(_mm256_set1_ps(kSeluScale), elu256(z, _mm256_set1_ps(kSeluAlpha)));
+}
+
+// selu'(z) = scale for z > 0, (scale alpha) exp(z) otherwise: act_grad's float constant
+// kSeluScale * kSeluAlpha, then one product.
+inline __m256 selu_grad256(__m256 z) {
+  const __m256 neg = _mm256_mul_ps(_mm256_set1_ps(kSeluScale * kSeluAlpha),
+                                   exp256(_mm256_min_ps(_mm256_setzero_ps(), z)));
+  return _mm256_blendv_ps(neg, _mm256_set1_ps(kSeluScale),
+                          _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
 }
 
 }  // namespace
