@@ -2,10 +2,10 @@
 // after the normalisation and so cannot ride in the GEMM's epilogue as it does for plain dense
 // layers. The run-time switch is hoisted out of the loop (a switch per element kept the loop
 // scalar: in the 784-300-100-10 batch-norm step, these loops and their backward twin were ~3.5M
-// instructions per step, a quarter of a 1-thread step's extra time); ReLU, the common case, has
-// an SSE2 path; sigmoid and tanh go to the AVX2 rows of act_avx2.h on that path (the same
-// vector functions as the GEMM epilogue). Semantics are act_forward's: NaN propagates through
-// ReLU, as in NumPy.
+// instructions per step, a quarter of a 1-thread step's extra time). ReLU, the common case, has
+// an SSE2 path; sigmoid, tanh, elu and selu go to the AVX2 rows of act_avx2.h on that path (the
+// same vector functions as the GEMM epilogue). Semantics are act_forward's: NaN propagates
+// through ReLU, as in NumPy.
 #pragma once
 #include <cstddef>
 
@@ -23,8 +23,8 @@ template <Act kAct>
 inline void act_row(const float* __restrict u, float* __restrict a, std::ptrdiff_t n,
                     float alpha) {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if constexpr (has_avx2_act(kAct)) {
-    if (active_isa() == Isa::avx2) { act_row_avx2(kAct, u, a, n); return; }
+  if constexpr (has_avx2_act_alpha(kAct)) {
+    if (active_isa() == Isa::avx2) { act_row_avx2(kAct, u, a, n, alpha); return; }
   }
 #endif
   std::ptrdiff_t i = 0;

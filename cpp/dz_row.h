@@ -1,9 +1,9 @@
 // d[i] = p[i] * act'(z[i]) over a contiguous row: the dz = dy * act'(z) product of the backward
 // pass. ReLU (the common case) has an explicit SSE2 path: compilers turn the scalar form into a
 // branch on the sign of z (mispredicted every other element, which made packing dz cost more
-// than the GEMM that consumes it). Sigmoid and tanh go to the AVX2 rows of act_avx2.h on that
-// path (derivatives from exp(-k|z|), a few ulp from the scalar libm form kept on the portable
-// path). The product keeps NumPy's semantics: NaN * 0 = NaN.
+// than the GEMM that consumes it). Sigmoid, tanh, elu and selu go to the AVX2 rows of
+// act_avx2.h on that path (vector exp forms, a few ulp from the scalar libm forms kept on the
+// portable path). The product keeps NumPy's semantics: NaN * 0 = NaN.
 #pragma once
 #include <cstddef>
 
@@ -21,8 +21,8 @@ template <Act kAct>
 inline void dz_row(const float* __restrict p, const float* __restrict z, float* __restrict d,
                    std::ptrdiff_t n, float alpha) {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if constexpr (has_avx2_act(kAct)) {
-    if (active_isa() == Isa::avx2) { dz_row_avx2(kAct, p, z, d, n); return; }
+  if constexpr (has_avx2_act_alpha(kAct)) {
+    if (active_isa() == Isa::avx2) { dz_row_avx2(kAct, p, z, d, n, alpha); return; }
   }
 #endif
   std::ptrdiff_t i = 0;
