@@ -8,24 +8,18 @@
 
 namespace fastmlp {
 
-// True for the activations the rows without alpha handle (sigmoid, tanh); others take the
-// scalar path there.
-constexpr bool has_avx2_act(Act a) { return a == Act::sigmoid || a == Act::tanh; }
-
-// True for the activations the rows with alpha handle: those of has_avx2_act plus elu and selu
-// (expm1 / exp based, cpp/vmath_avx2.h). elu needs its alpha, hence the separate overloads.
+// True for the activations with vector rows: sigmoid, tanh, elu and selu (exp / expm1 based,
+// cpp/vmath_avx2.h); the others take the scalar path.
 constexpr bool has_avx2_act_alpha(Act a) {
-  return has_avx2_act(a) || a == Act::elu || a == Act::selu;
+  return a == Act::sigmoid || a == Act::tanh || a == Act::elu || a == Act::selu;
 }
 
 #ifdef FASTMLP_HAVE_AVX2_PATH
-// u (n) -> a (n) = act(u), act with has_avx2_act(act). Tails use masked loads, so an element
-// rounds the same whatever the row length or its position in the row.
-void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n);
-// p, z (n) -> d (n) = p * act'(z), act with has_avx2_act(act). NaN * 0 = NaN, as in NumPy.
-void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n);
-// The same for act with has_avx2_act_alpha(act); alpha is elu's (ignored by the others).
+// u (n) -> a (n) = act(u), act with has_avx2_act_alpha(act); alpha is elu's (ignored by the
+// others). Tails use masked loads, so an element rounds the same whatever the row length or
+// its position in the row.
 void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n, float alpha);
+// p, z (n) -> d (n) = p * act'(z), the same activations. NaN * 0 = NaN, as in NumPy.
 void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n,
                  float alpha);
 #endif

@@ -223,13 +223,4 @@ void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff
   }
 }
 
-// The rows without alpha: sigmoid and tanh only (has_avx2_act), which take none.
-void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n) {
-  act_row_avx2(act, u, a, n, 0.0f);
-}
-
-void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n) {
-  dz_row_avx2(act, p, z, d, n, 0.0f);
-}
-
 }  // namespace fastmlp
