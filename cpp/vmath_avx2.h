@@ -22,6 +22,24 @@
 namespace fastmlp {
 namespace {
 
+// The shared core of exp256 and expm1_neg256: x = n ln2 + r with |r| <= ln2/2 (ln2 split in
+// two parts so n ln2 is exact), and expm1(r) = r + r^2 P(r) by Cephes' polynomial. Returns
+// expm1(r) and n.
+inline __m256 expm1_reduced256(__m256 x, __m256* n_out) {
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  *n_out = n;
+  return _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+}
+
 // exp(x) for 8 floats.
 //   Reduction: x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2, r computed with two FMAs
 //   against Cephes' two-part ln2 (the first product is exact, the difference x - n C1 too).
@@ -35,17 +53,8 @@ namespace {
 // the last subnormal place below (checked in tests/test_losses.py over [-110, 89]).
 inline __m256 exp256(__m256 x) {
   x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  __m256 n;
+  const __m256 y = _mm256_add_ps(expm1_reduced256(x, &n), _mm256_set1_ps(1.0f));
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256i n1 = _mm256_srai_epi32(ni, 1);
   const __m256i n2 = _mm256_sub_epi32(ni, n1);
@@ -119,17 +128,8 @@ inline __m256 sigmoid_grad256(__m256 z) {
 // polynomial's r^2 P(r) + r turns -0 into +0, and expm1(-0) is -0 (as std::expm1 gives it).
 inline __m256 expm1_neg256(__m256 x) {
   x = _mm256_min_ps(_mm256_setzero_ps(), _mm256_max_ps(_mm256_set1_ps(-30.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 em = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);  // expm1(r)
+  __m256 n;
+  const __m256 em = expm1_reduced256(x, &n);  // expm1(r)
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256 s = _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));  // 2^n
