@@ -48,6 +48,7 @@ import numpy as np
 
 from ._atomic import write_atomic
 from .callbacks import EarlyStopping, ReduceLROnPlateau
+from .io import _build, architecture
 from .model import MLP
 
 FORMAT, VERSION = "fastmlp.checkpoint", 1
@@ -164,18 +165,6 @@ def _array_specs(entries, where: str) -> list[tuple[str, tuple, int]]:
 
 # ---- what train() puts in it ----------------------------------------------------------------
 
-def architecture(model: MLP) -> dict:
-    """The model's description in fastmlp.save's header terms (weights excluded)."""
-    return {"sizes": model.sizes, "output_activation": model.output_activation,
-            "bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps,
-            "layers": [{"activation": l.activation, "alpha": l.alpha,
-                        "batchnorm": l.batchnorm, "dropout": l.dropout,
-                        "init": l.init if isinstance(l.init, str) else
-                        f"callable:{getattr(l.init, '__name__', 'init')}",
-                        "trainable": l.trainable} for l in model.layers],
-            "metadata": model.metadata}
-
-
 def _same_architecture(a: dict, b: dict) -> bool:
     """Equal but for initialisers and metadata, which do not change the arithmetic."""
     strip = lambda d: dict(d, metadata=None, layers=[dict(l, init=None) for l in d["layers"]])
@@ -273,7 +262,6 @@ class Checkpoint:
     def model(self) -> MLP:
         """A new fastmlp.MLP with the checkpoint's architecture, weights, statistics, input
         standardisation and metadata (the weights after the checkpoint's epoch)."""
-        from .io import _build
         meta = self.header["model"]
         try:
             model = _build(meta)

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ._moments import standardisation
 from ._validate import nonfinite_error, to_float32
 from .cli_common import (INPUT_ERRORS, UsageError, describe, fail, format_scores, hidden_sizes,
                          infer_task, is_number, json_classes, read_training_data,
@@ -248,9 +249,7 @@ def _train(args) -> int:
 
 def _target_scaling(y: np.ndarray):
     """Per-target mean and standard deviation (1 where a target is constant), float32 (k,)."""
-    y2 = y.reshape(len(y), -1).astype(np.float64)
-    mean, std = y2.mean(axis=0), y2.std(axis=0)
-    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    mean, std = standardisation(y.reshape(len(y), -1))
     if y.ndim == 1:
         return np.float32(mean[0]), np.float32(std[0])
     return mean.astype(np.float32), std.astype(np.float32)

@@ -26,6 +26,7 @@ import numpy as np
 from ._atomic import write_atomic
 from .cli_common import (INPUT_ERRORS, UsageError, describe, encode_labels, fail,
                          format_scores, load_model, read_model_inputs, scores)
+from .io import read_header
 
 _DATA_HELP = ("'digits' (the shipped digits, test part), a .csv file with a header row, or an "
               ".npz file with array X (and y to evaluate)")
@@ -186,15 +187,9 @@ def _evaluate(args) -> int:
 
 
 # ---- info -------------------------------------------------------------------------------------
-def _file_header(path: str) -> dict:
-    """The JSON header of a model file that fastmlp.load has already accepted."""
-    from .io import read_header
-    return read_header(path)
-
-
 def _info(args) -> int:
     model = load_model(args.model)
-    header = _file_header(args.model)
+    header = read_header(args.model)  # fastmlp.load has accepted the file just above
     task, classes, features, targets = _facts(model)
     meta = getattr(model, "metadata", None) or {}
     scaled = getattr(model, "input_mean", None) is not None or \

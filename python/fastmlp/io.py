@@ -53,6 +53,21 @@ def _readable_path(path) -> str:
     return path
 
 
+def architecture(model: MLP) -> dict:
+    """The model's description in the header's terms, weights excluded (also a checkpoint's
+    "model" section): sizes, output_activation, bn_momentum, bn_eps, layers, metadata."""
+    return {"sizes": model.sizes, "output_activation": model.output_activation,
+            "bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps,
+            "layers": [{"activation": l.activation, "alpha": l.alpha, "batchnorm": l.batchnorm,
+                        "dropout": l.dropout,
+                        # a callable initialiser is recorded by name only (it is code)
+                        "init": l.init if isinstance(l.init, str) else
+                        f"callable:{getattr(l.init, '__name__', 'init')}",
+                        "trainable": l.trainable}
+                       for l in model.layers],
+            "metadata": model.metadata}
+
+
 def save(model: MLP, path) -> None:
     """Writes model to path (".npz" is not appended: the name is used as given), atomically.
 
@@ -65,18 +80,9 @@ def save(model: MLP, path) -> None:
     from . import __version__
     path = _writable_path(path)
     meta = {"format": FORMAT, "version": VERSION, "fastmlp_version": __version__,
-            "sizes": model.sizes, "output_activation": model.output_activation,
-            "bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps,
-            "layers": [{"activation": l.activation, "alpha": l.alpha, "batchnorm": l.batchnorm,
-                        "dropout": l.dropout,
-                        # a callable initialiser is recorded by name only (it is code)
-                        "init": l.init if isinstance(l.init, str) else
-                        f"callable:{getattr(l.init, '__name__', 'init')}",
-                        "trainable": l.trainable}
-                       for l in model.layers],
+            **architecture(model),
             "input": {"mean": model.input_mean is not None,
-                      "scale": model.input_scale is not None},
-            "metadata": model.metadata}
+                      "scale": model.input_scale is not None}}
     try:
         header = json.dumps(meta).encode()
     except (TypeError, ValueError) as e:

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
+from ._moments import standardisation
 from .initializers import canonical_init, default_init, initialize
 
 OUTPUT_ACTIVATIONS = v.ACTIVATIONS + ("softmax",)
@@ -409,11 +410,7 @@ class MLP:
         """Sets input_mean and input_scale to X's per-feature mean and standard deviation
         (scale 1 where a feature is constant), so that every later predict, train, evaluate,
         diagnose and ONNX export standardises its inputs the same way. Returns self."""
-        X = as_features(X, "X", self.n_inputs).astype(np.float64)
-        mean, std = X.mean(axis=0), X.std(axis=0)
-        # Constant features (std 0, or only rounding noise) are centred, not blown up.
-        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-        self.input_mean, self.input_scale = mean, std
+        self.input_mean, self.input_scale = standardisation(as_features(X, "X", self.n_inputs))
         return self
 
     def _input(self, X, name: str = "X") -> np.ndarray:

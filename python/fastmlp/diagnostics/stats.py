@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from .._moments import feature_moments  # noqa: F401  (also imported from here by the CLI)
 from ..reference import training as ref
 from ..reference.activations import activate_grad
 
@@ -234,14 +235,6 @@ def update_ratios(model, before: np.ndarray) -> list:
         diff = float(np.sqrt(np.sum((w1 - w0) ** 2)))
         out.append(diff / norm if norm > 0 else (math.inf if diff > 0 else 0.0))
     return out
-
-
-def feature_moments(X: np.ndarray):
-    """Per-feature (mean, std, live) in float64; live marks the non-constant features (std
-    above rounding noise relative to the feature's magnitude)."""
-    X64 = X.astype(np.float64)
-    mean, std = X64.mean(0), X64.std(0)
-    return mean, std, std > 1e-12 * np.maximum(np.abs(mean), 1.0)
 
 
 def input_stats(X: np.ndarray) -> dict:
