@@ -8,46 +8,13 @@
 #include <memory>
 #include <string>
 
+#include "bind_train_util.h"
 #include "bind_util.h"
 #include "network.h"
 #include "trainer.h"
 
 namespace fastmlp {
 namespace {
-
-template <class T>
-T get(const py::dict& d, const char* key) {
-  if (!d.contains(key)) throw py::value_error(std::string("layer description lacks '") + key + "'");
-  return d[key].cast<T>();
-}
-
-LayerSpec layer_from_dict(const py::dict& d) {
-  LayerSpec s;
-  s.in = get<std::ptrdiff_t>(d, "in");
-  s.out = get<std::ptrdiff_t>(d, "out");
-  s.act = act_from_name(get<std::string>(d, "activation"));
-  s.alpha = get<float>(d, "alpha");
-  s.batchnorm = get<bool>(d, "batchnorm");
-  s.bn_momentum = get<float>(d, "bn_momentum");
-  s.bn_eps = get<float>(d, "bn_eps");
-  s.dropout = get<float>(d, "dropout");
-  s.trainable = get<bool>(d, "trainable");
-  s.index = get<int>(d, "index");
-  s.w = get<std::ptrdiff_t>(d, "w");
-  s.b = get<std::ptrdiff_t>(d, "b");
-  s.gamma = get<std::ptrdiff_t>(d, "gamma");
-  s.beta = get<std::ptrdiff_t>(d, "beta");
-  s.running_mean = get<std::ptrdiff_t>(d, "running_mean");
-  s.running_var = get<std::ptrdiff_t>(d, "running_var");
-  return s;
-}
-
-void check_i64(const py::array& a, const char* name, py::ssize_t n) {
-  if (!has_dtype<std::int64_t>(a) || a.ndim() != 1 ||
-      !(a.flags() & py::array::c_style) || (n >= 0 && a.shape(0) != n))
-    throw py::value_error(std::string(name) + ": expected a C-contiguous int64 array of shape (" +
-                          (n >= 0 ? std::to_string(n) : std::string("n")) + ",)");
-}
 
 // Holds the arrays the engine points into, for as long as it lives.
 struct PyNetwork {
@@ -63,51 +30,7 @@ struct PyTrainer {
 };
 
 Targets targets_of(const PyTrainer& t, const py::array& y, py::ssize_t n) {
-  Targets tg;
-  const Network& net = *t.net->net;
-  if (t.loss == LossKind::cross_entropy) {
-    check_i64(y, "y", n);
-    const auto* lab = static_cast<const std::int64_t*>(y.data());
-    for (py::ssize_t i = 0; i < n; ++i)
-      if (lab[i] < 0 || lab[i] >= net.n_outputs())
-        throw py::value_error("y: label " + std::to_string(lab[i]) + " at row " +
-                              std::to_string(i) + " is outside [0, " +
-                              std::to_string(net.n_outputs()) + ")");
-    tg.labels = lab;
-  } else {
-    check_f32(y, "y", {n, net.n_outputs()});
-    tg.values = cptr(y);
-  }
-  tg.width = net.n_outputs();
-  return tg;
-}
-
-py::object fault_name(Fault f) {
-  switch (f) {
-    case Fault::loss: return py::str("loss");
-    case Fault::gradient: return py::str("gradient");
-    case Fault::state: return py::str("state");
-    case Fault::none: break;
-  }
-  return py::none();
-}
-
-// fault: None, "loss", "gradient" or "state"; skipped: [(batch, "loss" | "gradient"), ...].
-py::dict log_dict(const RunLog& log) {
-  py::dict d;
-  d["loss_sum"] = log.loss_sum;
-  d["correct"] = log.correct;
-  d["grad_norm_sum"] = log.grad_norm_sum;
-  d["rows"] = log.rows;
-  d["steps"] = log.steps;
-  d["diverged"] = log.diverged;
-  d["fault"] = fault_name(log.fault);
-  d["fault_batch"] = log.fault_batch;
-  py::list skipped;
-  for (const SkippedBatch& s : log.skipped)
-    skipped.append(py::make_tuple(s.batch, fault_name(s.cause)));
-  d["skipped"] = skipped;
-  return d;
+  return targets_from(t.loss, t.net->net->n_outputs(), y, n);
 }
 
 }  // namespace
@@ -117,9 +40,7 @@ void bind_train(py::module_& m) {
       .def(py::init([](const py::list& layers, py::array params, py::array stats) {
              check_f32(params, "params", {-1}, true);
              check_f32(stats, "stats", {-1}, true);
-             std::vector<LayerSpec> specs;
-             for (const auto& item : layers)
-               specs.push_back(layer_from_dict(item.cast<py::dict>()));
+             std::vector<LayerSpec> specs = layers_from_list(layers);
              auto p = std::make_shared<PyNetwork>();
              p->params = params;
              p->stats = stats;
@@ -170,30 +91,9 @@ void bind_train(py::module_& m) {
              check_f32(state0, "state0", {n_params}, true);
              check_f32(state1, "state1", {n_params}, true);
              if (batch_size < 1) throw py::value_error("batch_size: expected an integer >= 1");
-             if (loss == "cross_entropy") t->loss = LossKind::cross_entropy;
-             else if (loss == "binary_cross_entropy") t->loss = LossKind::binary_cross_entropy;
-             else if (loss == "mse") t->loss = LossKind::mse;
-             else throw py::value_error("loss: unknown '" + loss + "'");
              OptimizerConfig oc;
-             if (optimizer == "sgd") oc.kind = OptKind::sgd;
-             else if (optimizer == "adagrad") oc.kind = OptKind::adagrad;
-             else if (optimizer == "rmsprop") oc.kind = OptKind::rmsprop;
-             else if (optimizer == "adam") oc.kind = OptKind::adam;
-             else throw py::value_error("optimizer: unknown '" + optimizer + "'");
-             oc.momentum = hp["momentum"].cast<double>();
-             oc.nesterov = hp["nesterov"].cast<bool>();
-             oc.rho = hp["rho"].cast<double>();
-             oc.beta1 = hp["beta1"].cast<double>();
-             oc.beta2 = hp["beta2"].cast<double>();
-             oc.eps = hp["eps"].cast<double>();
-             oc.weight_decay = hp["weight_decay"].cast<double>();
-             oc.decoupled = hp["decoupled"].cast<bool>();
-             if (!hp["clip_value"].is_none()) oc.clip.value = hp["clip_value"].cast<double>();
-             if (!hp["clip_norm"].is_none()) oc.clip.norm = hp["clip_norm"].cast<double>();
              Regularization reg;
-             reg.l1 = hp["l1"].cast<double>();
-             reg.l2 = hp["l2"].cast<double>();
-             reg.max_norm = hp["max_norm"].is_none() ? 0.0 : hp["max_norm"].cast<double>();
+             trainer_config_from(loss, optimizer, hp, t->loss, oc, reg);
              t->net = net;
              t->grads = grads;
              t->state0 = state0;
@@ -214,32 +114,12 @@ void bind_train(py::module_& m) {
              const py::ssize_t n = X.shape(0);
              Targets tg = targets_of(t, y, n);
              py::array w;  // keeps the weights alive while the GIL is released
-             if (!sample_weight.is_none()) {
-               w = sample_weight.cast<py::array>();
-               check_f32(w, "sample_weight", {n});
-               const float* pw = cptr(w);
-               for (py::ssize_t i = 0; i < n; ++i)
-                 if (!(pw[i] >= 0.f) || !std::isfinite(pw[i]))
-                   throw py::value_error("sample_weight: expected finite values >= 0");
-               tg.weights = pw;
-             }
-             check_i64(order, "order", -1);
-             const auto* ord = static_cast<const std::int64_t*>(order.data());
-             const py::ssize_t m = order.shape(0);
-             for (py::ssize_t i = 0; i < m; ++i)
-               if (ord[i] < 0 || ord[i] >= n)
-                 throw py::value_error("order: row index out of range");
-             if (!has_dtype<double>(lrs) || lrs.ndim() != 1 ||
-                 !(lrs.flags() & py::array::c_style))
-               throw py::value_error("lrs: expected a C-contiguous float64 array");
-             if (b0 < 0 || b1 < b0 || lrs.shape(0) < b1 - b0)
-               throw py::value_error("batch range and lrs do not match");
-             const auto* lr = static_cast<const double*>(lrs.data());
+             const RunInputs in = run_inputs_from(n, tg, sample_weight, w, order, b0, b1, lrs);
              RunLog log;
              {
                py::gil_scoped_release nogil;
-               log = t.trainer->run(cptr(X), tg, ord, m, b0, b1, lr, step0, seed,
-                                    skip_nonfinite);
+               log = t.trainer->run(cptr(X), tg, in.order, in.n_order, b0, b1, in.lrs, step0,
+                                    seed, skip_nonfinite);
              }
              return log_dict(log);
            },
