@@ -90,7 +90,8 @@ void batchnorm_backward(cudaStream_t stream, std::ptrdiff_t B, std::ptrdiff_t F,
 // waits for the host. With weights (B,) non-null, a row's loss counts weights[b] / sum(weights)
 // instead of 1 / B (the trainer's sample weights; zero total weight gives loss 0 and a zero
 // gradient). correct (device, may be null): the number of rows whose arg-max logit is the
-// label (cross-entropy) or elements with (logit > 0) == (target > 0.5) (binary), as a double.
+// label (cross-entropy) or elements with (logit > 0) == (target >= 0.5) (binary, as
+// cpp/trainer.cpp), as a double. *loss and *correct are overwritten, not accumulated.
 // labels are device int64 in [0, C); checked by the caller.
 void softmax_cross_entropy(cudaStream_t stream, std::ptrdiff_t B, std::ptrdiff_t C,
                            const float* logits, const std::int64_t* labels, float* dlogits,

@@ -4,12 +4,14 @@ Training: ``fastmlp.MLP`` and ``fastmlp.train`` (whole training steps in C++), w
 ``fastmlp.schedules``, ``fastmlp.callbacks`` and ``fastmlp.initializers``; checkpoints and exact
 resumption through ``train(checkpoint=, resume=)`` and ``fastmlp.load_checkpoint``.
 Kernels: ``fastmlp.kernels`` (the fast kernels) and ``fastmlp.reference`` (their NumPy
-specification, same names and signatures).
+specification, same names and signatures); ``fastmlp.cuda`` (their GPU twins) and
+``train(device="cuda")`` where ``fastmlp.backends()`` lists "cuda".
 """
 from __future__ import annotations
 
-from . import (_core, callbacks, datasets, diagnostics, idx, initializers, kernels, reference,
-               schedules)
+from . import (_core, callbacks, cuda, datasets, diagnostics, idx, initializers, kernels,
+               reference, schedules)
+from .backends import backends, cuda_info
 from .checkpoint import Checkpoint, load_checkpoint
 from .diagnostics import DiagnosticWarning, diagnose
 from .io import load, save
@@ -22,8 +24,8 @@ __version__ = "0.1.0"
 __all__ = ["MLP", "Layer", "train", "evaluate", "OptimizerState", "load_checkpoint", "Checkpoint",
            "diagnose", "DiagnosticWarning", "pretrain_autoencoder", "save", "load",
            "export_onnx", "callbacks", "datasets", "idx", "diagnostics", "schedules",
-           "initializers", "kernels", "reference", "cpu_info", "set_num_threads",
-           "get_num_threads", "__version__"]
+           "initializers", "kernels", "reference", "cuda", "backends", "cuda_info", "cpu_info",
+           "set_num_threads", "get_num_threads", "__version__"]
 
 
 def cpu_info() -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from . import _core
 from . import _validate as v
 from ._moments import standardisation
+from .backends import check_device, require_cuda
 from .initializers import canonical_init, default_init, initialize
 
 OUTPUT_ACTIVATIONS = v.ACTIVATIONS + ("softmax",)
@@ -369,9 +370,16 @@ class MLP:
                 running_mean=o.get("running_mean", -1), running_var=o.get("running_var", -1)))
         return specs
 
-    def _network(self, start: int = 0, stop: int | None = None, fused_output: bool = False):
-        return _core.Network(self._layer_specs(start, stop, fused_output), self._params,
-                             self._stats)
+    def _network(self, start: int = 0, stop: int | None = None, fused_output: bool = False,
+                 device: str = "cpu"):
+        """The engine's network over this model's buffers: _core's, or with device="cuda"
+        _cuda's (a device copy of the weights, at the precision of fastmlp.cuda)."""
+        specs = self._layer_specs(start, stop, fused_output)
+        if device == "cuda":
+            from .cuda import get_precision
+            return require_cuda("device='cuda'").Network(specs, self._params, self._stats,
+                                                         get_precision())
+        return _core.Network(specs, self._params, self._stats)
 
     # ---- input standardisation -----------------------------------------------------------
     @property
@@ -431,26 +439,29 @@ class MLP:
         return X
 
     # ---- inference ------------------------------------------------------------------------
-    def predict(self, X, batch_size: int = 1024) -> np.ndarray:
+    def predict(self, X, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
         """The network's outputs (after the output activation) for X (n, n_inputs), computed
-        in C++ in inference mode (batch norm with running statistics, no dropout)."""
+        in C++ in inference mode (batch norm with running statistics, no dropout).
+        device="cuda" runs it on the GPU (fastmlp.backends() must list "cuda"): networks
+        whose layers are all at most 128 wide, without batch norm, run as one fused kernel."""
         X = self._input(X)
         bs = _positive_int(batch_size, "batch_size")
-        net = self._network()
+        net = self._network(device=check_device(device))
         return net.predict(X, bs, self.output_activation == "softmax")
 
-    def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
+    def predict_proba(self, X, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
         """Class probabilities (n, n_classes) for models trained with a classification loss:
         the softmax of the outputs; a single sigmoid output, or a single logit (identity
         output trained with binary_cross_entropy), gives the two columns [1 - p, p]; several
         sigmoid outputs (multi-label) give one probability per label. A multi-label model
-        should use output_activation="sigmoid" (identity outputs would get a softmax)."""
+        should use output_activation="sigmoid" (identity outputs would get a softmax).
+        device: "cpu" or "cuda", as in predict."""
         X = self._input(X)
         bs = _positive_int(batch_size, "batch_size")
         # A softmax over one column is always 1: one logit can only mean a sigmoid.
         one_logit = self.output_activation == "identity" and self.n_outputs == 1
         sigmoid = self.output_activation == "sigmoid" or one_logit
-        out = self._network().predict(X, bs, not sigmoid)
+        out = self._network(device=check_device(device)).predict(X, bs, not sigmoid)
         if one_logit:  # sigmoid of the logit, in a form where exp never overflows
             out = np.exp(-np.logaddexp(0, -out)).astype(np.float32)
         if sigmoid:

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
+from .backends import check_device, require_cuda
 from ._divergence import ON_NONFINITE, _Epoch, _NonFiniteEvents, _skip_message, _stop_message
 from ._train_checkpoint import (_checkpoint_options, _resume_progress, _settings,
                                 _write_checkpoint)
@@ -81,7 +82,8 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
           restore_best_weights: bool = True, callbacks=None, verbose: int = 1, seed=None,
           shuffle: bool = True, cache_frozen: bool = False, monitor=None,
           sample_weight=None, optimizer_state=None, on_nonfinite: str = "stop",
-          checkpoint=None, checkpoint_every: int = 1, resume=None) -> History:
+          checkpoint=None, checkpoint_every: int = 1, resume=None,
+          device: str = "cpu") -> History:
     """Trains model in place and returns a History (per-epoch loss, val_loss, accuracy,
     val_accuracy, lr, grad_norm, time).
 
@@ -154,10 +156,18 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         options that decide the arithmetic and a SHA-256 of the data are checked (ValueError
         naming the difference); a learning-rate function and custom callbacks cannot be
         checked, and custom callbacks' own state is not restored.
+
+    device: "cpu" (the default) or "cuda": every step on the GPU (fastmlp.backends() must list
+        "cuda"), the data copied there once per call, the weights and optimizer state copied
+        back after each engine call so callbacks, checkpoints and the NaN/Inf guard see them.
+        The GEMMs use fastmlp.cuda's precision (TF32 tensor cores by default: results differ
+        from the CPU's by ~1e-3 relative; fastmlp.cuda.set_precision("fp32") for float32).
+        Leading frozen layers cached with cache_frozen are computed on the CPU.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
     seed = v.seed(seed)
+    device = check_device(device)
     loss = _choice(loss, "loss", LOSSES)
     optimizer = _choice(optimizer, "optimizer", OPTIMIZERS)
     kind, hp = _hyper(optimizer, momentum, nesterov, rho, beta1, beta2, eps, weight_decay,
@@ -257,8 +267,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
         X = prefix.predict(X, 1024, False)
         if Xv is not None:
             Xv = prefix.predict(Xv, 1024, False)
-    net = model._network(start, None, fused)
-    engine = _core.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
+    net = model._network(start, None, fused, device)
+    backend = _core if device == "cpu" else require_cuda("device='cuda'")
+    engine = backend.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
 
     callback_list = CallbackList(cbs, model, params)
     watch = None

@@ -18,6 +18,13 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (y, mean, inv_std); in training mode updates running_mean/running_var in place
     (running = momentum * running + (1 - momentum) * batch, unbiased variance)."""
+    return _batchnorm_forward(_core, x, gamma, beta, running_mean, running_var, training, momentum,
+                              eps)
+
+
+def _batchnorm_forward(core, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """batchnorm_forward on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training: expected True or False, got {training!r}")
     training = bool(training)
@@ -39,7 +46,7 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         raise ValueError(f"x: batch norm in training mode needs a batch of at least 2 rows (the "
                          f"variance of a single row is undefined), got shape {x.shape}; use a "
                          f"batch >= 2 or training=False")
-    return _core.batchnorm_forward(x, gamma, beta, running_mean, running_var, training,
+    return core.batchnorm_forward(x, gamma, beta, running_mean, running_var, training,
                                    momentum, eps)
 
 
@@ -47,6 +54,12 @@ def batchnorm_backward(dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: n
                        inv_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training-mode gradients: returns (dx, dgamma, dbeta). mean and inv_std are the batch
     statistics returned by batchnorm_forward."""
+    return _batchnorm_backward(_core, dy, x, gamma, mean, inv_std)
+
+
+def _batchnorm_backward(core, dy, x, gamma, mean, inv_std):
+    """batchnorm_backward on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     x = v.float_array(x, "x", 2)
     F = x.shape[1]
     dy = v.float_array(dy, "dy", 2)
@@ -57,4 +70,4 @@ def batchnorm_backward(dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: n
     v.check_shape(mean, "mean", (F,), "mean is returned by batchnorm_forward")
     inv_std = v.float_array(inv_std, "inv_std", 1)
     v.check_shape(inv_std, "inv_std", (F,), "inv_std is returned by batchnorm_forward")
-    return _core.batchnorm_backward(dy, x, gamma, mean, inv_std)
+    return core.batchnorm_backward(dy, x, gamma, mean, inv_std)

@@ -95,6 +95,14 @@ def sgd_step(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight
     velocities (zero-initialised, one per param) may be None when momentum == 0; nesterov
     requires momentum > 0. grads are not modified.
     """
+    return _sgd_step(_core, params, grads, velocities, lr, momentum, nesterov, weight_decay,
+                     clip_value, clip_norm)
+
+
+def _sgd_step(core, params, grads, velocities, lr, momentum, nesterov, weight_decay, clip_value,
+              clip_norm):
+    """sgd_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     lr = val.real(lr, "lr", low=0.0)
     momentum = val.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
     nesterov = _flag(nesterov, "nesterov")
@@ -106,7 +114,7 @@ def sgd_step(params, grads, velocities, lr, momentum=0.0, nesterov=False, weight
     if momentum != 0.0 and velocities is None:
         raise ValueError("velocities: required when momentum > 0; pass zero-initialised "
                          "arrays shaped like params, e.g. [np.zeros_like(p) for p in params]")
-    return _call(_core.sgd_step, params, grads, {"velocities": velocities}, lr, momentum,
+    return _call(core.sgd_step, params, grads, {"velocities": velocities}, lr, momentum,
                  nesterov, weight_decay, clip_value, clip_norm)
 
 
@@ -114,13 +122,20 @@ def adagrad_step(params, grads, accumulators, lr, eps=1e-10, weight_decay=0.0, c
                  clip_norm=None) -> float:
     """Adagrad, in place; accumulators start at zero. Returns the gradient norm; grads are not
     modified."""
+    return _adagrad_step(_core, params, grads, accumulators, lr, eps, weight_decay, clip_value,
+                         clip_norm)
+
+
+def _adagrad_step(core, params, grads, accumulators, lr, eps, weight_decay, clip_value, clip_norm):
+    """adagrad_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     lr = val.real(lr, "lr", low=0.0)
     eps = val.real(eps, "eps", low=0.0, low_open=True)
     weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if accumulators is None:
         raise TypeError("accumulators: expected a list of float32 arrays, got None")
-    return _call(_core.adagrad_step, params, grads, {"accumulators": accumulators}, lr, eps,
+    return _call(core.adagrad_step, params, grads, {"accumulators": accumulators}, lr, eps,
                  weight_decay, clip_value, clip_norm)
 
 
@@ -128,6 +143,14 @@ def rmsprop_step(params, grads, mean_squares, lr, rho=0.9, eps=1e-8, weight_deca
                  clip_value=None, clip_norm=None) -> float:
     """RMSprop (PyTorch's alpha is rho), in place; mean_squares start at zero. Returns the
     gradient norm; grads are not modified."""
+    return _rmsprop_step(_core, params, grads, mean_squares, lr, rho, eps, weight_decay, clip_value,
+                         clip_norm)
+
+
+def _rmsprop_step(core, params, grads, mean_squares, lr, rho, eps, weight_decay, clip_value,
+                  clip_norm):
+    """rmsprop_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     lr = val.real(lr, "lr", low=0.0)
     rho = val.real(rho, "rho", low=0.0, high=1.0, high_open=True)
     eps = val.real(eps, "eps", low=0.0, low_open=True)
@@ -135,7 +158,7 @@ def rmsprop_step(params, grads, mean_squares, lr, rho=0.9, eps=1e-8, weight_deca
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if mean_squares is None:
         raise TypeError("mean_squares: expected a list of float32 arrays, got None")
-    return _call(_core.rmsprop_step, params, grads, {"mean_squares": mean_squares}, lr, rho, eps,
+    return _call(core.rmsprop_step, params, grads, {"mean_squares": mean_squares}, lr, rho, eps,
                  weight_decay, clip_value, clip_norm)
 
 
@@ -143,6 +166,14 @@ def adam_step(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
               weight_decay=0.0, decoupled=False, clip_value=None, clip_norm=None) -> float:
     """Adam (AdamW when decoupled), in place; m and v start at zero and step is the 1-based
     index of this update. Returns the gradient norm; grads are not modified."""
+    return _adam_step(_core, params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
+                      decoupled, clip_value, clip_norm)
+
+
+def _adam_step(core, params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled,
+               clip_value, clip_norm):
+    """adam_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
+    argument checks shared by both backends, then the call."""
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step: expected an integer >= 1 (the 1-based index of this update), "
                         f"got {step!r}")
@@ -159,5 +190,5 @@ def adam_step(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     for name, arrays in (("m", m), ("v", v)):
         if arrays is None:
             raise TypeError(f"{name}: expected a list of float32 arrays, got None")
-    return _call(_core.adam_step, params, grads, {"m": m, "v": v}, int(step), lr, beta1, beta2,
+    return _call(core.adam_step, params, grads, {"m": m, "v": v}, int(step), lr, beta1, beta2,
                  eps, weight_decay, decoupled, clip_value, clip_norm)
