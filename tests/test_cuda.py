@@ -323,13 +323,20 @@ def test_training_on_the_gpu_matches_the_cpu(options, net, precision):
 
 
 @gpu
-def test_gpu_training_stops_on_nan_with_the_last_good_weights():
-    rng = np.random.default_rng(2)
-    X = rand(rng, 64, 5)
-    X[40] = np.nan
-    model = fastmlp.MLP([5, 8, 2], seed=0)
-    with pytest.warns(RuntimeWarning, match="diverged"):
-        h = fastmlp.train(model, X, rng.integers(0, 2, 64), loss="cross_entropy", batch_size=8,
-                          epochs=1, shuffle=False, verbose=0, device="cuda")
-    assert h.nonfinite[0]["batch"] == 5
-    assert all(np.isfinite(w).all() for w in model.get_weights())
+def test_gpu_training_stops_where_the_cpu_does_with_the_last_good_weights(precision):
+    # A learning rate that overflows the weights within a few epochs (tests/test_divergence.py).
+    precision("fp32")
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((96, 5)).astype(np.float32)
+    y = (np.sin(X[:, :1]) + 0.3 * X[:, 1:2]).astype(np.float32)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = fastmlp.MLP([5, 17, 9, 1], seed=2)
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            h = fastmlp.train(model, X, y, loss="mse", optimizer="sgd", lr=0.8, epochs=20,
+                              batch_size=16, verbose=0, seed=0, shuffle=False, device=device)
+        assert h.stopped_reason.startswith("diverged")
+        assert np.isfinite(model._params).all()
+        runs[device] = (h.nonfinite[0], model)
+    assert runs["cuda"][0]["step"] == runs["cpu"][0]["step"]
+    assert runs["cuda"][0]["cause"] == runs["cpu"][0]["cause"]
