@@ -4,10 +4,11 @@
 //
 // What is here: dense_forward (one GEMM whose epilogue adds b and applies the activation),
 // dense_backward (dW and dx are GEMMs reading x^T and W^T in place, with dz = dy * act'(z)
-// formed by the GEMM's operand loads and never stored; db is a column-sum kernel),
-// dense_backward_input, act_forward and act_backward.
-// What is not here: the GEMM itself (gemm.cu / gemm.cuh), any allocation, float atomics. Every
-// reduction has a fixed order, so results are identical run to run (not bit-equal to the CPU,
+// formed by the GEMM's operand loads and never stored; db is a column-sum kernel, split over
+// fixed row chunks for tall dz: splitk.cuh), dense_backward_input, act_forward and act_backward.
+// What is not here: the GEMM itself (gemm.cu / gemm.cuh), float atomics. The only allocation is
+// db's split-K scratch (stream-ordered, splitk.cuh). Every reduction has a fixed order that
+// depends on the shape alone, so results are identical run to run (not bit-equal to the CPU,
 // whose summation order differs: within float32 rounding of it).
 #include <algorithm>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include "activation.cuh"
 #include "common.cuh"
 #include "kernels.h"
+#include "splitk.cuh"
 
 namespace fastmlp {
 namespace cuda {
@@ -78,28 +80,32 @@ __global__ void act_backward_kernel(long long n, const float* p, const float* z,
 
 // ---- db = column sums of dz --------------------------------------------------------------
 
-// One block per strip of 32 columns (grid-stride over strips), 32 x 32 threads: thread (r, c)
-// sums rows r, r + 32, r + 64, ... of column c in ascending order (a warp reads 32 consecutive
-// floats of one row: coalesced), then the 32 partial sums of a column are added in a fixed
-// pairwise tree in shared memory. The order depends only on B, never on timing or the grid.
-// 32 row lanes let a training batch of a few thousand rows finish in ~100 serial adds per
-// thread; a very tall dz (predict-sized B) with few columns would want a deterministic split
-// over blocks, which this kernel does not do.
+// One block per strip of 32 columns (grid-stride over strips) and row chunk (blockIdx.y), 32 x
+// 32 threads: thread (r, c) sums the chunk's rows r0 + r, r0 + r + 32, ... of column c in
+// ascending order (a warp reads 32 consecutive floats of one row: coalesced), then the 32
+// partial sums of a column are added in a fixed pairwise tree in shared memory and written to
+// out[blockIdx.y * O + col]. Unsplit there is one chunk of all B rows and out is db. Split (a
+// tall dz: B >= splitk::kMinK with few strips) the chunks are fixed row ranges and
+// bias_grad_sum_kernel adds the chunks' partials in chunk order. The order depends only on the
+// shape (B, O), never on timing, the grid or the GPU.
 constexpr int kSumCols = 32, kSumRows = 32;
 
 template <Act kAct>
 __global__ void __launch_bounds__(kSumCols * kSumRows)
-    bias_grad_kernel(long long B, long long O, const float* dy, const float* z, float alpha,
-                     float* db) {
+    bias_grad_kernel(long long B, long long O, long long chunk_rows, const float* dy,
+                     const float* z, float alpha, float* out) {
   __shared__ float part[kSumRows][kSumCols];  // a warp touches one row: no bank conflicts
   const int c = static_cast<int>(threadIdx.x) % kSumCols;
   const int r = static_cast<int>(threadIdx.x) / kSumCols;
+  const long long r0 = static_cast<long long>(blockIdx.y) * chunk_rows;
+  const long long r1 = min(B, r0 + chunk_rows);
+  float* const dst = out + static_cast<long long>(blockIdx.y) * O;
   for (long long col0 = static_cast<long long>(blockIdx.x) * kSumCols; col0 < O;
        col0 += static_cast<long long>(gridDim.x) * kSumCols) {
     const long long col = col0 + c;
     float s = 0.f;
     if (col < O) {
-      for (long long row = r; row < B; row += kSumRows) {
+      for (long long row = r0 + r; row < r1; row += kSumRows) {
         const long long o = row * O + col;
         float v = dy[o];
         if constexpr (kAct != Act::identity) v *= dev_act_grad(z[o], kAct, alpha);
@@ -113,8 +119,22 @@ __global__ void __launch_bounds__(kSumCols * kSumRows)
       if (r < h) part[r][c] += part[r + h][c];
       __syncthreads();
     }
-    if (r == 0 && col < O) db[col] = part[0][c];
+    if (r == 0 && col < O) dst[col] = part[0][c];
     __syncthreads();  // part is reused by the next strip
+  }
+}
+
+// db (O) = part[0] + part[1] + ... + part[chunks - 1] (each (O,)), added in chunk order.
+// Grid-stride over columns; consecutive threads read consecutive columns (coalesced).
+__global__ void bias_grad_sum_kernel(long long O, long long chunks,
+                                     const float* __restrict__ part, float* __restrict__ db) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long col = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; col < O;
+       col += stride) {
+    float s = part[col];
+#pragma unroll 8
+    for (long long k = 1; k < chunks; ++k) s += part[k * O + col];
+    db[col] = s;
   }
 }
 
@@ -123,11 +143,29 @@ void bias_grad(cudaStream_t stream, std::ptrdiff_t B, std::ptrdiff_t O, const fl
   if (O <= 0) return;  // no columns: nothing to write, and an empty grid is a launch error
   if (!z) act = Act::identity;  // no pre-activation given: dz = dy
   const unsigned blocks = blocks_for(O, kSumCols);
+  // Tall dz over few strips: fixed row chunks (splitk.cuh), from the shape alone.
+  const splitk::Plan plan = splitk::plan((O + kSumCols - 1) / kSumCols, B);
+  if (plan.chunks <= 1) {
+    with_act(act, [&](auto a) {
+      bias_grad_kernel<decltype(a)::value><<<blocks, kSumCols * kSumRows, 0, stream>>>(
+          B, O, B, dy, z, alpha, db);
+    });
+    FASTMLP_CUDA_CHECK_LAUNCH("dense_backward (db)");
+    return;
+  }
+  if (plan.chunks > 65535)  // gridDim.y's limit; the plan keeps chunks <= 512
+    throw std::logic_error("dense_backward (db): split-K plan of " +
+                           std::to_string(plan.chunks) + " chunks exceeds gridDim.y");
+  splitk::Scratch part(static_cast<std::size_t>(plan.chunks * O), stream);
+  const dim3 grid(blocks, static_cast<unsigned>(plan.chunks));
   with_act(act, [&](auto a) {
-    bias_grad_kernel<decltype(a)::value><<<blocks, kSumCols * kSumRows, 0, stream>>>(
-        B, O, dy, z, alpha, db);
+    bias_grad_kernel<decltype(a)::value><<<grid, kSumCols * kSumRows, 0, stream>>>(
+        B, O, plan.chunk, dy, z, alpha, part.data());
   });
-  FASTMLP_CUDA_CHECK_LAUNCH("dense_backward (db)");
+  FASTMLP_CUDA_CHECK_LAUNCH("dense_backward (db partials)");
+  bias_grad_sum_kernel<<<blocks_for(O, kEltThreads), kEltThreads, 0, stream>>>(
+      O, plan.chunks, part.data(), db);
+  FASTMLP_CUDA_CHECK_LAUNCH("dense_backward (db sum)");
 }
 
 // dx (B, I) = dz (B, O) @ W^T (O, I): W^T read in place (element (o, i) = W[i * O + o]).

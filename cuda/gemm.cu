@@ -3,17 +3,22 @@
 // each operand as a template flag (16 kernels in all: 4 tile shapes x 4 flag pairs).
 //
 // C (M, N) = A (M, K) @ B (K, N), ldc >= N, C overwritten; then C += bias, y = act(C).
-// What is here: the launcher only (the kernels and their tile shapes are in gemm.cuh).
-// What is not here: any allocation, split-K, batched GEMMs, or a cuBLAS fallback.
+// What is here: the launcher (the kernels and their tile shapes are in gemm.cuh), including
+// the deterministic split-K path for long-K, few-tile shapes (splitk.cuh says which and why):
+// 64 x 64 tiles, one block per (K-chunk, tile) writing a partial into stream-ordered scratch,
+// then splitk_sum_kernel adds the partials in chunk order and applies the epilogue.
+// What is not here: batched GEMMs, a cuBLAS fallback, atomics.
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common.cuh"
 #include "gemm.cuh"
 #include "kernels.h"
+#include "splitk.cuh"
 
 namespace fastmlp {
 namespace cuda {
@@ -73,8 +78,10 @@ TileSrc tile_src(const Operand& op, long long sk, long long sj, long long J) {
 
 template <class Cfg, bool kDzA, bool kDzB>
 void launch(cudaStream_t stream, const GemmParams& P) {
-  // Grid-stride over tiles: a grid of more than INT_MAX blocks is impossible, not an error.
-  const unsigned grid = static_cast<unsigned>(std::min<long long>(P.tiles, INT_MAX));
+  if (P.chunks != 1 && !Cfg::kMaySplit)
+    throw std::logic_error("cuda::gemm: split-K asked of a tile shape that cannot split");
+  // Grid-stride over (chunk, tile) items: more than INT_MAX blocks is impossible, not an error.
+  const unsigned grid = static_cast<unsigned>(std::min<long long>(P.tiles * P.chunks, INT_MAX));
   gemm_kernel<Cfg, kDzA, kDzB><<<grid, kThreads, 0, stream>>>(P);
   FASTMLP_CUDA_CHECK_LAUNCH("gemm");
 }
@@ -91,6 +98,59 @@ void launch_cfg(cudaStream_t stream, GemmParams P) {
   else if (dz_a) launch<Cfg, true, false>(stream, P);
   else if (dz_b) launch<Cfg, false, true>(stream, P);
   else launch<Cfg, false, false>(stream, P);
+}
+
+// Split-K second pass: C = sum of the chunks' partials (chunk order) + bias, y = act(C).
+// part: chunks x M x N floats; P carries the caller's C, ldc and epilogue.
+void launch_splitk_sum(cudaStream_t stream, const GemmParams& P, long long chunks,
+                       const float* part) {
+  constexpr int kSumThreads = 256;
+  const unsigned blocks = blocks_for(P.M * P.N, kSumThreads);
+  const Act act = P.y ? P.act : Act::identity;  // no y: the activation is never evaluated
+  auto go = [&](auto a) {
+    splitk_sum_kernel<decltype(a)::value><<<blocks, kSumThreads, 0, stream>>>(
+        P.M, P.N, chunks, part, P.bias, P.C, P.ldc, P.y, P.alpha);
+  };
+  switch (act) {
+    case Act::identity: go(std::integral_constant<Act, Act::identity>{}); break;
+    case Act::relu: go(std::integral_constant<Act, Act::relu>{}); break;
+    case Act::leaky_relu: go(std::integral_constant<Act, Act::leaky_relu>{}); break;
+    case Act::elu: go(std::integral_constant<Act, Act::elu>{}); break;
+    case Act::selu: go(std::integral_constant<Act, Act::selu>{}); break;
+    case Act::sigmoid: go(std::integral_constant<Act, Act::sigmoid>{}); break;
+    case Act::tanh: go(std::integral_constant<Act, Act::tanh>{}); break;
+    case Act::gelu: go(std::integral_constant<Act, Act::gelu>{}); break;
+    default:
+      throw std::invalid_argument("cuda::gemm: unknown epilogue activation code " +
+                                  std::to_string(static_cast<int>(act)));
+  }
+  FASTMLP_CUDA_CHECK_LAUNCH("gemm (split-K sum)");
+}
+
+static_assert(Fp32Small::BM == 64 && Fp32Small::BN == 64 && Tf32Small::BM == 64 &&
+                  Tf32Small::BN == 64,
+              "the split plan counts 64 x 64 tiles: the tiles the split path launches");
+static_assert(splitk::kChunkQuantum % Fp32Small::BK == 0 &&
+                  splitk::kChunkQuantum % Tf32Small::BK == 0,
+              "chunks start on a BK boundary, like the unsplit k loop's stages");
+
+// The split path: the partials of every K-chunk into scratch (64 x 64 tiles, no epilogue), then
+// the ordered sum into C with the epilogue. The scratch is freed in stream order on return.
+void gemm_split(cudaStream_t stream, bool tensor, const GemmParams& P, const splitk::Plan& plan) {
+  const long long mn = P.M * P.N;
+  splitk::Scratch part(static_cast<std::size_t>(plan.chunks * mn), stream);
+  GemmParams Q = P;
+  Q.C = part.data();
+  Q.ldc = P.N;
+  Q.bias = nullptr;
+  Q.y = nullptr;
+  Q.act = Act::identity;
+  Q.chunks = plan.chunks;
+  Q.k_chunk = plan.chunk;
+  Q.c_chunk = mn;
+  if (tensor) launch_cfg<Tf32Small>(stream, Q);
+  else launch_cfg<Fp32Small>(stream, Q);
+  launch_splitk_sum(stream, P, plan.chunks, part.data());
 }
 
 [[noreturn]] void bad_argument(const std::string& what) {
@@ -123,10 +183,20 @@ void gemm(cudaStream_t stream, MathMode mode, std::ptrdiff_t M, std::ptrdiff_t N
   P.y = ep.y;
   P.act = ep.act;
   P.alpha = ep.alpha;
+  P.chunks = 1;  // unsplit: all of K into C
+  P.k_chunk = K;
+  P.c_chunk = 0;
 
   const DeviceInfo dev = device_info();
   // TF32 tensor cores exist from sm_80 (Ampere); older GPUs take the fp32 kernels.
   const bool tensor = mode == MathMode::tf32 && dev.cc >= 80;
+  // Long K over few tiles: split K (splitk.cuh), decided from the shape alone so the sum's order
+  // is the same on every GPU. The plan counts 64 x 64 tiles, the tiles the split path runs.
+  const splitk::Plan plan = splitk::plan(ceil_div(M, 64) * ceil_div(N, 64), K);
+  if (plan.chunks > 1) {
+    gemm_split(stream, tensor, P, plan);
+    return;
+  }
   // 128 x 128 tiles once they give every SM a block; below that, 64 x 64 tiles (4x the blocks)
   // keep more SMs busy. Both give the same bits (each element is summed the same way).
   const bool large = ceil_div(M, 128) * ceil_div(N, 128) >= dev.sms;

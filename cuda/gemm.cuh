@@ -14,9 +14,13 @@
 // the activation code therefore appears once per kernel, not once per register of the tile
 // (applied to the 64 accumulators of an 8 x 8 micro-tile in place, with the activation switch
 // inlined 64 times, gemm.cu took about 10 minutes to build and spilled inside the k loop).
-// What is not here: split-K or atomics (a block owns whole output tiles and runs all of K in
-// order, so results are identical run to run whatever the tile shape), cp.async/TMA pipelines,
-// vectorised global loads (operands have arbitrary strides), half precision.
+// Split-K (64 x 64 tiles only; shapes and order in splitk.cuh): a block's work item is then one
+// K-chunk of a tile, written without the epilogue into a partial; splitk_sum_kernel adds the
+// partials in chunk order and applies the epilogue. Unsplit, a block runs all of K for its tile.
+// What is not here: atomics (each output element, or each chunk's partial of it, is summed by
+// one block in k order, so results are identical run to run whatever the tile shape or grid),
+// the split decision and scratch (gemm.cu, splitk.cuh), cp.async/TMA pipelines, vectorised
+// global loads (operands have arbitrary strides), half precision.
 #pragma once
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -67,6 +71,9 @@ struct TileConfig {
   static constexpr int kWarpsM = 2, kWarpsN = 4;
   static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;
   static constexpr int FM = WM / 16, FN = WN / 16;
+  // Only the 64 x 64 tiles run split-K (gemm.cu, splitk.cuh); the 128 x 128 kernels compile
+  // the unsplit loop alone (k from 0 to K into P.C), without the chunk's registers.
+  static constexpr bool kMaySplit = BM == 64 && BN == 64;
   static_assert(BM % kOut == 0 && BN % kOut == 0, "SIMT groups and sub-tiles are 64 apart");
   static_assert(kThreads == 16 * 16 && kThreads == 32 * kWarpsM * kWarpsN, "256 threads");
   static_assert(BK % 8 == 0 && kThreads % BK == 0, "wmma k-step is 8; BK divides 256");
@@ -101,6 +108,10 @@ struct GemmParams {
   Act act;
   float alpha;
   long long tiles_n, tiles;  // output tiles along N, in all
+  // Split-K (splitk.cuh): block work item t is (chunk t / tiles, tile t % tiles); the chunk sums
+  // k in [chunk * k_chunk, min(K, (chunk + 1) * k_chunk)) into C + chunk * c_chunk. Unsplit:
+  // chunks = 1, k_chunk = K, c_chunk = 0, i.e. all of K into C itself.
+  long long chunks, k_chunk, c_chunk;
 };
 
 // v[e] *= act'(z[e]) with the activation a compile-time constant (the switch folds away).
@@ -183,20 +194,22 @@ union Smem {
   float out[kOut][kOut + kPad];
 };
 
-// Runs the k loop over shared stages: loads tile 0, then per tile: issue the next tile's
+// Runs the k loop over k in [k0, k1) (all of K, or one split-K chunk) in shared stages of BK,
+// ascending; loads outside [k0, k1) read as 0. Loads tile 0, then per tile: issue the next tile's
 // global loads, multiply the current stage (stage_fn), store the next tile into the other
 // stage, one __syncthreads. The other stage was last read one iteration earlier, before that
 // iteration's barrier, so one barrier per tile suffices. Ends on a barrier (or touches no
 // shared memory when K == 0), so the caller may reuse the bytes at once.
 template <class Cfg, bool kDzA, bool kDzB, class StageFn>
 __device__ __forceinline__ void k_loop(const GemmParams& P, Smem<Cfg>& sm, long long m0,
-                                       long long n0, int tid, StageFn&& stage_fn) {
-  const long long nk = (P.K + Cfg::BK - 1) / Cfg::BK;
-  if (nk == 0) return;
+                                       long long n0, long long k0, long long k1, int tid,
+                                       StageFn&& stage_fn) {
+  const long long nk = (k1 - k0 + Cfg::BK - 1) / Cfg::BK;
+  if (nk <= 0) return;
   TileLoader<Cfg::BM, Cfg::BK, kDzA> la;
   TileLoader<Cfg::BN, Cfg::BK, kDzB> lb;
-  la.load(P.a, m0, 0, P.K, tid);
-  lb.load(P.b, n0, 0, P.K, tid);
+  la.load(P.a, m0, k0, k1, tid);
+  lb.load(P.b, n0, k0, k1, tid);
   la.store(&sm.t.a[0][0][0], P.a.kfast, tid);
   lb.store(&sm.t.b[0][0][0], P.b.kfast, tid);
   __syncthreads();
@@ -204,8 +217,8 @@ __device__ __forceinline__ void k_loop(const GemmParams& P, Smem<Cfg>& sm, long 
     const int cur = static_cast<int>(kt & 1);
     const bool more = kt + 1 < nk;
     if (more) {
-      la.load(P.a, m0, (kt + 1) * Cfg::BK, P.K, tid);
-      lb.load(P.b, n0, (kt + 1) * Cfg::BK, P.K, tid);
+      la.load(P.a, m0, k0 + (kt + 1) * Cfg::BK, k1, tid);
+      lb.load(P.b, n0, k0 + (kt + 1) * Cfg::BK, k1, tid);
     }
     stage_fn(sm.t.a[cur], sm.t.b[cur]);
     if (more) {
@@ -216,10 +229,11 @@ __device__ __forceinline__ void k_loop(const GemmParams& P, Smem<Cfg>& sm, long 
   }
 }
 
-// Writes the staged sub-tile (rows m0.., columns n0..): C = out (+ bias), y = act(C). Thread t
-// takes elements t, t + 256, ...: a warp stores 32 consecutive floats of one row.
+// Writes the staged sub-tile (rows m0.., columns n0..): C = out (+ bias), y = act(C), where C is
+// P.C or a split-K chunk's partial (whose P.bias and P.y are null). Thread t takes elements
+// t, t + 256, ...: a warp stores 32 consecutive floats of one row.
 template <Act kAct>
-__device__ __forceinline__ void write_sub_tile(const GemmParams& P,
+__device__ __forceinline__ void write_sub_tile(const GemmParams& P, float* C,
                                                const float (*out)[kOut + kPad], long long m0,
                                                long long n0, int tid) {
   const int c = tid % kOut;
@@ -233,24 +247,24 @@ __device__ __forceinline__ void write_sub_tile(const GemmParams& P,
     float v = out[r][c];
     if (P.bias) v += b;  // not v + 0.f: that would turn -0 into +0, unlike the CPU
     const long long o = m * P.ldc + n;
-    P.C[o] = v;
+    C[o] = v;
     if (P.y) P.y[o] = dev_act_forward(v, kAct, P.alpha);
   }
 }
 // One switch per sub-tile; each activation's code appears once in the kernel.
-__device__ __forceinline__ void write_sub_tile_any(const GemmParams& P,
+__device__ __forceinline__ void write_sub_tile_any(const GemmParams& P, float* C,
                                                    const float (*out)[kOut + kPad],
                                                    long long m0, long long n0, int tid) {
-  if (!P.y) { write_sub_tile<Act::identity>(P, out, m0, n0, tid); return; }
+  if (!P.y) { write_sub_tile<Act::identity>(P, C, out, m0, n0, tid); return; }
   switch (P.act) {
-    case Act::identity: write_sub_tile<Act::identity>(P, out, m0, n0, tid); return;
-    case Act::relu: write_sub_tile<Act::relu>(P, out, m0, n0, tid); return;
-    case Act::leaky_relu: write_sub_tile<Act::leaky_relu>(P, out, m0, n0, tid); return;
-    case Act::elu: write_sub_tile<Act::elu>(P, out, m0, n0, tid); return;
-    case Act::selu: write_sub_tile<Act::selu>(P, out, m0, n0, tid); return;
-    case Act::sigmoid: write_sub_tile<Act::sigmoid>(P, out, m0, n0, tid); return;
-    case Act::tanh: write_sub_tile<Act::tanh>(P, out, m0, n0, tid); return;
-    case Act::gelu: write_sub_tile<Act::gelu>(P, out, m0, n0, tid); return;
+    case Act::identity: write_sub_tile<Act::identity>(P, C, out, m0, n0, tid); return;
+    case Act::relu: write_sub_tile<Act::relu>(P, C, out, m0, n0, tid); return;
+    case Act::leaky_relu: write_sub_tile<Act::leaky_relu>(P, C, out, m0, n0, tid); return;
+    case Act::elu: write_sub_tile<Act::elu>(P, C, out, m0, n0, tid); return;
+    case Act::selu: write_sub_tile<Act::selu>(P, C, out, m0, n0, tid); return;
+    case Act::sigmoid: write_sub_tile<Act::sigmoid>(P, C, out, m0, n0, tid); return;
+    case Act::tanh: write_sub_tile<Act::tanh>(P, C, out, m0, n0, tid); return;
+    case Act::gelu: write_sub_tile<Act::gelu>(P, C, out, m0, n0, tid); return;
   }
 }
 
@@ -258,15 +272,15 @@ __device__ __forceinline__ void write_sub_tile_any(const GemmParams& P,
 // thread's accumulators of that sub-tile into sm.out, then all threads write it out. The loop
 // is not unrolled so write_sub_tile_any is inlined once.
 template <class Cfg, class PutFn>
-__device__ __forceinline__ void epilogue(const GemmParams& P, Smem<Cfg>& sm, long long m0,
-                                         long long n0, int tid, PutFn&& put) {
+__device__ __forceinline__ void epilogue(const GemmParams& P, float* C, Smem<Cfg>& sm,
+                                         long long m0, long long n0, int tid, PutFn&& put) {
   constexpr int kSubN = Cfg::BN / kOut, kSubs = (Cfg::BM / kOut) * kSubN;
 #pragma unroll 1
   for (int q = 0; q < kSubs; ++q) {
     const int qm = q / kSubN, qn = q % kSubN;
     put(qm, qn);
     __syncthreads();
-    write_sub_tile_any(P, sm.out, m0 + qm * kOut, n0 + qn * kOut, tid);
+    write_sub_tile_any(P, C, sm.out, m0 + qm * kOut, n0 + qn * kOut, tid);
     __syncthreads();  // before the next sub-tile, or the next tile's loads, reuse the bytes
   }
 }
@@ -300,20 +314,21 @@ __device__ __forceinline__ void simt_stage(const float (*As)[Cfg::BM + kPad],
 // One output tile, SIMT.
 template <class Cfg, bool kDzA, bool kDzB>
 __device__ __forceinline__ void simt_tile(const GemmParams& P, Smem<Cfg>& sm, long long m0,
-                                          long long n0, int tid) {
+                                          long long n0, long long k0, long long k1, float* C,
+                                          int tid) {
   const int tx = tid % 16, ty = tid / 16;
   float acc[Cfg::TM][Cfg::TN];
 #pragma unroll
   for (int i = 0; i < Cfg::TM; ++i)
 #pragma unroll
     for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = 0.f;
-  k_loop<Cfg, kDzA, kDzB>(P, sm, m0, n0, tid,
+  k_loop<Cfg, kDzA, kDzB>(P, sm, m0, n0, k0, k1, tid,
                           [&](const float (*As)[Cfg::BM + kPad],
                               const float (*Bs)[Cfg::BN + kPad]) {
                             simt_stage<Cfg>(As, Bs, tx, ty, acc);
                           });
   // Group (gi, gj) of the micro-tile is sub-tile (gi, gj)'s rows ty*4.., columns tx*4...
-  epilogue<Cfg>(P, sm, m0, n0, tid, [&](int qm, int qn) {
+  epilogue<Cfg>(P, C, sm, m0, n0, tid, [&](int qm, int qn) {
 #pragma unroll
     for (int gi = 0; gi < Cfg::TM / 4; ++gi)
 #pragma unroll
@@ -335,7 +350,8 @@ __device__ __forceinline__ void simt_tile(const GemmParams& P, Smem<Cfg>& sm, lo
 // (BJ + 4) * 4 bytes (8 such rows are a multiple of 32 bytes), j by 16 floats.
 template <class Cfg, bool kDzA, bool kDzB>
 __device__ __forceinline__ void wmma_tile(const GemmParams& P, Smem<Cfg>& sm, long long m0,
-                                          long long n0, int tid) {
+                                          long long n0, long long k0, long long k1, float* C,
+                                          int tid) {
   namespace wmma = nvcuda::wmma;
   const int warp = tid / 32;
   const int wm = (warp / Cfg::kWarpsN) * Cfg::WM, wn = (warp % Cfg::kWarpsN) * Cfg::WN;
@@ -345,7 +361,7 @@ __device__ __forceinline__ void wmma_tile(const GemmParams& P, Smem<Cfg>& sm, lo
 #pragma unroll
     for (int j = 0; j < Cfg::FN; ++j) wmma::fill_fragment(acc[i][j], 0.f);
   k_loop<Cfg, kDzA, kDzB>(
-      P, sm, m0, n0, tid,
+      P, sm, m0, n0, k0, k1, tid,
       [&](const float (*As)[Cfg::BM + kPad], const float (*Bs)[Cfg::BN + kPad]) {
 #pragma unroll
         for (int kk = 0; kk < Cfg::BK; kk += 8) {
@@ -374,7 +390,7 @@ __device__ __forceinline__ void wmma_tile(const GemmParams& P, Smem<Cfg>& sm, lo
         }
       });
   // A warp's WM x WN tile lies inside one 64 x 64 sub-tile (WM, WN <= 64 and divide 64).
-  epilogue<Cfg>(P, sm, m0, n0, tid, [&](int qm, int qn) {
+  epilogue<Cfg>(P, C, sm, m0, n0, tid, [&](int qm, int qn) {
     if (wm / kOut != qm || wn / kOut != qn) return;
 #pragma unroll
     for (int i = 0; i < Cfg::FM; ++i)
@@ -386,22 +402,55 @@ __device__ __forceinline__ void wmma_tile(const GemmParams& P, Smem<Cfg>& sm, lo
 }
 #endif
 
-// The kernel: a 1-D grid over output tiles (row-major tile order, so consecutive blocks share
-// an A row panel in L2), grid-stride so any number of tiles fits in one launch. K is never
-// split: a block runs all of it for its tile.
+// The kernel: a 1-D grid over work items (chunk, output tile), chunk-major and the tiles
+// row-major within a chunk (consecutive blocks share an A row panel in L2), grid-stride so any
+// number of items fits in one launch. Unsplit (chunks == 1) an item is a tile and its block runs
+// all of K; split, an item is one K-chunk of a tile (splitk.cuh). Either way one block computes
+// each output element of an item, with k ascending: the grid size never changes the sums.
 template <class Cfg, bool kDzA, bool kDzB>
 __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const GemmParams P) {
   __shared__ __align__(32) Smem<Cfg> sm;
   const int tid = static_cast<int>(threadIdx.x);
-  for (long long t = blockIdx.x; t < P.tiles; t += gridDim.x) {
-    const long long m0 = (t / P.tiles_n) * Cfg::BM, n0 = (t % P.tiles_n) * Cfg::BN;
+  const long long items = Cfg::kMaySplit ? P.tiles * P.chunks : P.tiles;
+  for (long long t = blockIdx.x; t < items; t += gridDim.x) {
+    const long long chunk = Cfg::kMaySplit ? t / P.tiles : 0;
+    const long long tile = Cfg::kMaySplit ? t % P.tiles : t;
+    const long long m0 = (tile / P.tiles_n) * Cfg::BM, n0 = (tile % P.tiles_n) * Cfg::BN;
+    const long long k0 = chunk * P.k_chunk;
+    const long long k1 = Cfg::kMaySplit ? min(P.K, k0 + P.k_chunk) : P.K;
+    float* C = Cfg::kMaySplit ? P.C + chunk * P.c_chunk : P.C;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (Cfg::kTensor) wmma_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, tid);
-    else simt_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, tid);
+    if constexpr (Cfg::kTensor) wmma_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, k0, k1, C, tid);
+    else simt_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, k0, k1, C, tid);
 #else
     // fp32, or a tf32 configuration compiled for an arch without TF32 tensor cores.
-    simt_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, tid);
+    simt_tile<Cfg, kDzA, kDzB>(P, sm, m0, n0, k0, k1, C, tid);
 #endif
+  }
+}
+
+// Split-K second pass (splitk.cuh): C[m, n] = part[0][m][n] + part[1][m][n] + ... in chunk
+// order, then + bias[n] and y = act(C), the epilogue the first pass left out. part: chunks
+// partials of M x N floats, row-major with leading dimension N. One thread per element (grid-
+// stride, consecutive threads along n, so every chunk's read and C's write coalesce); the
+// unrolled loop lets a thread have several chunks' loads in flight while the adds stay in order.
+// C and y are not __restrict__: a caller may pass the same buffer for both, as gemm_kernel allows.
+template <Act kAct>
+__global__ void splitk_sum_kernel(long long M, long long N, long long chunks,
+                                  const float* __restrict__ part, const float* __restrict__ bias,
+                                  float* C, long long ldc, float* y, float alpha) {
+  const long long mn = M * N;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long e = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; e < mn;
+       e += stride) {
+    float v = part[e];
+#pragma unroll 8
+    for (long long c = 1; c < chunks; ++c) v += part[c * mn + e];
+    const long long m = e / N, n = e % N;
+    if (bias) v += bias[n];  // as write_sub_tile: no + 0.f without a bias
+    const long long o = m * ldc + n;
+    C[o] = v;
+    if (y) y[o] = dev_act_forward(v, kAct, alpha);
   }
 }
 
