@@ -129,6 +129,8 @@ def test_the_compiled_module_loads_and_fails_cleanly_without_a_gpu():
 SHAPES = [(b, i, o) for b, i, o in zip(ODD_SIZES, ODD_SIZES[3:] + ODD_SIZES[:3],
                                         ODD_SIZES[7:] + ODD_SIZES[:7])]
 SHAPES += [(1, 1, 1), (257, 257, 257), (200, 784, 300), (50, 1, 50), (1000, 65, 130)]
+# Batches long enough that dW and db split their reduction into chunks (cuda/splitk.cuh).
+SHAPES += [(8192, 64, 64), (9001, 3, 17), (20000, 65, 1)]
 
 
 @pytest.fixture
