@@ -73,6 +73,11 @@ def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0
         clip_norm=v.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True),
         l1=v.real(l1, "l1", low=0.0), l2=v.real(l2, "l2", low=0.0),
         max_norm=v.optional_real(max_norm, "max_norm", low=0.0, low_open=True))
+    if kind != "sgd" and hp["momentum"] != 0.0:
+        # Only the SGD family reads it: silently ignoring it would hide a misconfigured run.
+        raise ValueError(f"momentum: only optimizer='sgd', 'momentum' or 'nesterov' uses it, "
+                         f"got momentum={hp['momentum']} with optimizer={optimizer!r}; drop it "
+                         f"(Adam's counterpart is beta1) or choose an SGD optimizer")
     if hp["nesterov"] and (kind != "sgd" or hp["momentum"] == 0.0):
         raise ValueError("nesterov: Nesterov momentum needs optimizer='sgd' with momentum > 0 "
                          "(or optimizer='nesterov')")
