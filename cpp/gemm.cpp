@@ -20,6 +20,10 @@
 #include "dz_row.h"
 #include "threads.h"
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 namespace fastmlp {
 namespace {
 
@@ -101,6 +105,15 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
     }
   } else if (rd.op.cs == 1) {
     // Row-major A (x, or dz in dx = dz W^T): contiguous source rows, plain pointers.
+    if (!rd.op.z && rows == kMR) {
+      // Full panel: k outer, so the stores run sequentially through dst (a row at a time
+      // wrote every 6th float, 7% of a 200x784x300 dense_forward).
+      const float* __restrict p0 = rd.op.p + i0 * rd.op.rs + k0;
+      const std::ptrdiff_t rs = rd.op.rs;
+      for (std::ptrdiff_t k = 0; k < kc; ++k)
+        for (int r = 0; r < kMR; ++r) dst[k * kMR + r] = p0[r * rs + k];
+      return;
+    }
     for (int r = 0; r < rows; ++r) {
       const float* __restrict p = rd.op.p + (i0 + r) * rd.op.rs + k0;
       if (!rd.op.z) {
@@ -128,15 +141,55 @@ void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdif
   if (cols < kNR) std::memset(dst, 0, sizeof(float) * kNR * kc);
   if (!rd.op.z && rd.op.cs == 1) {
     // Plain row-major B (W in x @ W): straight row copies the compiler turns into vector moves.
+    // Full strips copy a constant 16 floats per row: memcpy with a run-time size was a
+    // library call per 64 bytes (13% of a 200x784x300 dense_forward on one thread).
     const float* src = rd.op.p + k0 * rd.op.rs + j0;
-    for (std::ptrdiff_t k = 0; k < kc; ++k)
-      std::memcpy(dst + k * kNR, src + k * rd.op.rs, sizeof(float) * cols);
+    if (cols == kNR) {
+      for (std::ptrdiff_t k = 0; k < kc; ++k) {
+        const float* __restrict s = src + k * rd.op.rs;
+        float* __restrict d = dst + k * kNR;
+        for (int c = 0; c < kNR; ++c) d[c] = s[c];
+      }
+    } else {
+      for (std::ptrdiff_t k = 0; k < kc; ++k)
+        std::memcpy(dst + k * kNR, src + k * rd.op.rs, sizeof(float) * cols);
+    }
   } else if (rd.op.cs == 1) {
     // dz = dy * act'(z) as B (dW = x^T dz): contiguous rows, so the product vectorises.
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       dz_row<R::act>(rd.op.p + (k0 + k) * rd.op.rs + j0, rd.op.z + (k0 + k) * rd.op.rs + j0,
                      dst + k * kNR, cols, rd.op.alpha);
   } else {
+#if defined(__SSE2__)
+    if (!rd.op.z && rd.op.rs == 1) {
+      // Transposed B (W^T in dx = dz W^T), 4 x 4 blocks through registers: four source rows
+      // (four columns of B) are read along k and written as four packed rows. The element
+      // loop below stored one float per 64-byte packed row (6% of a 200x784x300
+      // dense_backward on one thread).
+      const std::ptrdiff_t ld = rd.op.cs;
+      const float* src = rd.op.p + k0 + j0 * ld;
+      const int c4 = cols & ~3;
+      const std::ptrdiff_t k4 = kc & ~std::ptrdiff_t(3);
+      // k outer: each 64-byte packed row is written whole before the next (c outer wrote every
+      // packed row four times, a strip's length apart).
+      for (std::ptrdiff_t k = 0; k < k4; k += 4) {
+        for (int c = 0; c < c4; c += 4) {
+          const float* s0 = src + c * ld + k;
+          __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s0 + ld);
+          __m128 r2 = _mm_loadu_ps(s0 + 2 * ld), r3 = _mm_loadu_ps(s0 + 3 * ld);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dst + k * kNR + c, r0);
+          _mm_storeu_ps(dst + (k + 1) * kNR + c, r1);
+          _mm_storeu_ps(dst + (k + 2) * kNR + c, r2);
+          _mm_storeu_ps(dst + (k + 3) * kNR + c, r3);
+        }
+      }
+      for (std::ptrdiff_t k = k4; k < kc; ++k)
+        for (int c = 0; c < c4; ++c) dst[k * kNR + c] = src[c * ld + k];
+      for (int c = c4; c < cols; ++c)
+        for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kNR + c] = src[c * ld + k];
+    } else
+#endif
     // Transposed B (W^T in dx = dz W^T): read each source row contiguously.
     for (int c = 0; c < cols; ++c)
       for (std::ptrdiff_t k = 0; k < kc; ++k) dst[k * kNR + c] = rd(k0 + k, j0 + c);
@@ -144,6 +197,37 @@ void pack_b_strip(const R& rd, std::ptrdiff_t k0, std::ptrdiff_t kc, std::ptrdif
   if (colsum)
     for (std::ptrdiff_t k = 0; k < kc; ++k)
       for (int c = 0; c < cols; ++c) colsum[c] += dst[k * kNR + c];
+}
+
+// Rows [k_lo, k_hi) of a plain source whose row k (stride ld) holds the operand's elements
+// along its W-wide dimension: B (K, N) row-major with W = NR, or A^T with A = x^T (source x
+// (K, M), W = MR). Elements [j_base, j_base + n_units * W), cut at n (N or M), go to the packed
+// layout of pack_b_strip / pack_a_panel: for row k of k-block k0 (size kc), unit u starts at
+// dst + k0 * n_units * W + u * W * kc. Each source row is read in one contiguous run: packing
+// unit by unit read W floats per row at a whole-row stride, every piece straddling cache lines
+// that were fetched again, far apart in time, for the next unit; that strided stream out of L3
+// stalled on every row (11-13% of a 200x784x300 dense_forward on one thread, packing B).
+template <int W>
+void pack_rows_plain(const float* src, std::ptrdiff_t ld, std::ptrdiff_t k_lo,
+                     std::ptrdiff_t k_hi, std::ptrdiff_t K, std::ptrdiff_t kKC,
+                     std::ptrdiff_t j_base, std::ptrdiff_t n_units, std::ptrdiff_t n,
+                     float* dst) {
+  const std::ptrdiff_t cols = std::min(n - j_base, n_units * W);
+  const std::ptrdiff_t full = cols / W, rest = cols - full * W;
+  for (std::ptrdiff_t k = k_lo; k < k_hi; ++k) {
+    const std::ptrdiff_t k0 = k / kKC * kKC, kc = std::min(kKC, K - k0);
+    const float* __restrict s = src + k * ld + j_base;
+    float* __restrict d = dst + k0 * n_units * W + (k - k0) * W;
+    const std::ptrdiff_t step = W * kc;
+    // A constant-size memcpy compiles to plain 16-byte moves (an element loop came out as
+    // scalar ones).
+    for (std::ptrdiff_t u = 0; u < full; ++u, s += W, d += step)
+      std::memcpy(d, s, sizeof(float) * W);
+    if (rest) {
+      for (int c = 0; c < rest; ++c) d[c] = s[c];
+      for (int c = static_cast<int>(rest); c < W; ++c) d[c] = 0.f;
+    }
+  }
 }
 
 struct Scratch {
@@ -307,12 +391,24 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       // * MR + panel * MR * kc; B strips at Bp + k0 * n_strips * NR + strip * NR * kc.
       // A task packs a group of panels (or strips) over every k-block.
       const std::ptrdiff_t a_group = 4, b_group = 4;
-      const std::ptrdiff_t a_tasks = ceil_div(n_panels, a_group);
-      const std::ptrdiff_t b_tasks = pack_b ? ceil_div(n_strips, b_group) : 0;
+      // Plain sources read along rows of k (x^T as A, row-major B without a column sum, which
+      // one task must add in k order) are packed by blocks of source rows (pack_rows_plain);
+      // otherwise A by groups of panels, B by groups of strips.
+      constexpr std::ptrdiff_t kPackRows = 32;
+      const bool a_by_rows = !A.z && A.rs == 1;
+      const std::ptrdiff_t a_tasks =
+          a_by_rows ? ceil_div(K, kPackRows) : ceil_div(n_panels, a_group);
+      const bool b_by_rows = !B.z && B.cs == 1 && !ep.colsum_b;
+      const std::ptrdiff_t b_tasks =
+          pack_b ? (b_by_rows ? ceil_div(K, kPackRows) : ceil_div(n_strips, b_group)) : 0;
       with_reader(A, [&](auto ra) {
         with_reader(B, [&](auto rb) {
           parallel_for(a_tasks + b_tasks, [&](std::ptrdiff_t t) {
-            if (t < a_tasks) {
+            if (t < a_tasks && a_by_rows) {
+              const std::ptrdiff_t k_lo = t * kPackRows;
+              pack_rows_plain<kMR>(A.p, A.cs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
+                                   i_base, n_panels, M, Ap);
+            } else if (t < a_tasks) {
               std::ptrdiff_t p_end = std::min(n_panels, (t + 1) * a_group);
               for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
                 std::ptrdiff_t kc = std::min(kKC, K - k0);
@@ -322,6 +418,10 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
                                Ap + k0 * n_panels * kMR + p * kMR * kc);
                 }
               }
+            } else if (b_by_rows) {
+              const std::ptrdiff_t k_lo = (t - a_tasks) * kPackRows;
+              pack_rows_plain<kNR>(B.p, B.rs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
+                                   j_base, n_strips, N, Bp);
             } else {
               std::ptrdiff_t tb = t - a_tasks;
               std::ptrdiff_t s_end = std::min(n_strips, (tb + 1) * b_group);
