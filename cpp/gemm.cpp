@@ -110,7 +110,33 @@ void pack_a_panel(const R& rd, std::ptrdiff_t i0, int rows, std::ptrdiff_t k0, s
       // wrote every 6th float, 7% of a 200x784x300 dense_forward).
       const float* __restrict p0 = rd.op.p + i0 * rd.op.rs + k0;
       const std::ptrdiff_t rs = rd.op.rs;
-      for (std::ptrdiff_t k = 0; k < kc; ++k)
+      std::ptrdiff_t k = 0;
+#if defined(__SSE2__)
+      static_assert(kMR == 6, "the SSE panel transpose below is written for 6-row panels");
+      // Four k at a time through registers: rows 0-3 by a 4 x 4 transpose, rows 4-5 interleaved
+      // in pairs; 6 loads and 8 stores for 24 floats instead of 24 scalar loads and stores.
+      for (; k + 4 <= kc; k += 4) {
+        // Six source rows side by side: fetch each row's line 32 floats ahead once per line.
+        if ((k & 15) == 0 && k + 32 < kc)
+          for (int r = 0; r < kMR; ++r)
+            _mm_prefetch(reinterpret_cast<const char*>(p0 + r * rs + k + 32), _MM_HINT_T0);
+        __m128 r0 = _mm_loadu_ps(p0 + k), r1 = _mm_loadu_ps(p0 + rs + k);
+        __m128 r2 = _mm_loadu_ps(p0 + 2 * rs + k), r3 = _mm_loadu_ps(p0 + 3 * rs + k);
+        const __m128 r4 = _mm_loadu_ps(p0 + 4 * rs + k), r5 = _mm_loadu_ps(p0 + 5 * rs + k);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        const __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5);
+        float* d = dst + k * kMR;
+        _mm_storeu_ps(d, r0);
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), lo);
+        _mm_storeu_ps(d + 6, r1);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(d + 10), lo);
+        _mm_storeu_ps(d + 12, r2);
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 16), hi);
+        _mm_storeu_ps(d + 18, r3);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(d + 22), hi);
+      }
+#endif
+      for (; k < kc; ++k)
         for (int r = 0; r < kMR; ++r) dst[k * kMR + r] = p0[r * rs + k];
       return;
     }
