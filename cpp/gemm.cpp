@@ -42,15 +42,16 @@ std::ptrdiff_t ceil_div(std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1)
 
 struct Kernels {
   MicroKernel micro;
+  MicroKernelToC micro_to_c;  // may be null
   TileStore store;
   SmallTile small;
 };
 
 Kernels pick_kernels() {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) return {microkernel_avx2, tile_store_avx2, small_tile_avx2};
+  if (active_isa() == Isa::avx2) return {microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2};
 #endif
-  return {microkernel_generic, tile_store_generic, small_tile_generic};
+  return {microkernel_generic, nullptr, tile_store_generic, small_tile_generic};
 }
 
 // GEMMs of at most this many multiply-adds take the direct path (no packing, no task split):
@@ -497,6 +498,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
           const float* Ablk = Ap + k0 * n_panels * kMR;
           const float* Bblk = Bp + k0 * n_strips * kNR;
           const bool first = k0 == 0, last = k0 + kc >= K;
+          // Tiles whose store is a plain (first ? acc : C + acc) skip the acc round trip.
+          const bool plain_store = kern.micro_to_c && (!last || (!ep.y && !ep.bias));
           for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
             const std::ptrdiff_t j0 = j_base + sidx * kNR;
             const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
@@ -504,6 +507,10 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
             for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
               const std::ptrdiff_t i0 = i_base + p * kMR;
               const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
+              if (plain_store && rows == kMR && cols == kNR) {
+                kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, first);
+                continue;
+              }
               kern.micro(kc, Ablk + p * kMR * kc, bs, acc, C + i0 * ldc + j0, ldc);
               TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
                               ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};

@@ -12,8 +12,12 @@
 
 namespace fastmlp {
 
-void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
-                      const float* c_next, std::ptrdiff_t ldc) {
+namespace {
+
+// The 6 x 16 FMA loop shared by both entry points; `out` receives the 12 accumulators.
+template <class Out>
+inline void microkernel_loop(std::ptrdiff_t kc, const float* Ap, const float* Bp,
+                             const float* c_next, std::ptrdiff_t ldc, Out out) {
   for (int r = 0; r < kMR; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c_next + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c_next + r * ldc + kNR - 1), _MM_HINT_T0);
@@ -37,12 +41,32 @@ void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float
     Ap += kMR;
     Bp += kNR;
   }
-  _mm256_store_ps(acc + 0, c00);  _mm256_store_ps(acc + 8, c01);
-  _mm256_store_ps(acc + 16, c10); _mm256_store_ps(acc + 24, c11);
-  _mm256_store_ps(acc + 32, c20); _mm256_store_ps(acc + 40, c21);
-  _mm256_store_ps(acc + 48, c30); _mm256_store_ps(acc + 56, c31);
-  _mm256_store_ps(acc + 64, c40); _mm256_store_ps(acc + 72, c41);
-  _mm256_store_ps(acc + 80, c50); _mm256_store_ps(acc + 88, c51);
+  out(0, c00, c01); out(1, c10, c11); out(2, c20, c21);
+  out(3, c30, c31); out(4, c40, c41); out(5, c50, c51);
+}
+
+}  // namespace
+
+void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
+                      const float* c_next, std::ptrdiff_t ldc) {
+  microkernel_loop(kc, Ap, Bp, c_next, ldc, [acc](int r, __m256 v0, __m256 v1) {
+    _mm256_store_ps(acc + r * kNR, v0);
+    _mm256_store_ps(acc + r * kNR + 8, v1);
+  });
+}
+
+void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                           std::ptrdiff_t ldc, bool first) {
+  // C + acc in that operand order, as tile_store_avx2 adds it.
+  microkernel_loop(kc, Ap, Bp, C, ldc, [C, ldc, first](int r, __m256 v0, __m256 v1) {
+    float* c = C + r * ldc;
+    if (!first) {
+      v0 = _mm256_add_ps(_mm256_loadu_ps(c), v0);
+      v1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), v1);
+    }
+    _mm256_storeu_ps(c, v0);
+    _mm256_storeu_ps(c + 8, v1);
+  });
 }
 
 void small_tile_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
