@@ -498,8 +498,11 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
           const float* Ablk = Ap + k0 * n_panels * kMR;
           const float* Bblk = Bp + k0 * n_strips * kNR;
           const bool first = k0 == 0, last = k0 + kc >= K;
-          // Tiles whose store is a plain (first ? acc : C + acc) skip the acc round trip.
-          const bool plain_store = kern.micro_to_c && (!last || (!ep.y && !ep.bias));
+          // Full tiles skip the acc round trip unless the activation needs the scalar or
+          // approximate vector forms of tile_store.
+          const bool fused_store =
+              kern.micro_to_c && (!last || !ep.y || ep.act == Act::identity ||
+                                  ep.act == Act::relu || ep.act == Act::leaky_relu);
           for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
             const std::ptrdiff_t j0 = j_base + sidx * kNR;
             const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
@@ -507,13 +510,13 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
             for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
               const std::ptrdiff_t i0 = i_base + p * kMR;
               const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
-              if (plain_store && rows == kMR && cols == kNR) {
-                kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, first);
+              TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
+                              ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+              if (fused_store && rows == kMR && cols == kNR) {
+                kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
                 continue;
               }
               kern.micro(kc, Ablk + p * kMR * kc, bs, acc, C + i0 * ldc + j0, ldc);
-              TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
-                              ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
               kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
             }
           }

@@ -49,12 +49,6 @@ constexpr int kNR = 16;
 // usually out of cache: each k-block revisits every C tile).
 using MicroKernel = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
                              const float* c_next, std::ptrdiff_t ldc);
-// Full-tile micro-kernel with the plain store fused: C (MR x NR at C, leading dimension ldc) =
-// acc if first, else C + acc, with acc as in MicroKernel; the same adds as TileStore for a tile
-// that gets no bias, activation or y. Saves the round trip of acc through memory and the store
-// call. Optional per ISA (null: the two-step path is used).
-using MicroKernelToC = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
-                                std::ptrdiff_t ldc, bool first);
 // Epilogue contract: given the tile acc (rows x cols valid, NR stride), write/accumulate it into C
 // and, on the last K block, add bias and apply the activation (writing y).
 struct TileEpilogue {
@@ -64,6 +58,12 @@ struct TileEpilogue {
   Act act;
   float alpha;
 };
+// Full-tile micro-kernel with the tile store fused: the same arithmetic as TileStore on the
+// accumulators kept in registers (no round trip of acc through memory, no store call). Optional
+// per ISA (null: micro + store). Callers use it only for epilogues whose activation has an exact
+// vector form (identity, relu, leaky_relu) or that write no y.
+using MicroKernelToC = void (*)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                                std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
 using TileStore = void (*)(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                            std::ptrdiff_t ldy, const TileEpilogue& e);
 
@@ -89,7 +89,7 @@ void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float
 void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,
                      std::ptrdiff_t ldy, const TileEpilogue& e);
 void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
-                           std::ptrdiff_t ldc, bool first);
+                           std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
 #endif
 
 }  // namespace fastmlp
