@@ -421,11 +421,11 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
 
       // Phase 1: pack. Packed layout per k-block starting at k0: A panels at Ap + k0 * n_panels
       // * MR + panel * MR * kc; B strips at Bp + k0 * n_strips * NR + strip * NR * kc.
-      // A task packs a group of panels (or strips) over every k-block.
+      // A task packs either a block of source rows of k across every panel (or strip), or a
+      // group of panels (or strips) over every k-block: plain sources read along rows of k (x^T
+      // as A, row-major B without a column sum, which one task must add in k order) go by rows
+      // (pack_rows_plain), the others by groups.
       const std::ptrdiff_t a_group = 4, b_group = 4;
-      // Plain sources read along rows of k (x^T as A, row-major B without a column sum, which
-      // one task must add in k order) are packed by blocks of source rows (pack_rows_plain);
-      // otherwise A by groups of panels, B by groups of strips.
       constexpr std::ptrdiff_t kPackRows = 32;
       const bool a_by_rows = !A.z && A.rs == 1;
       const std::ptrdiff_t a_tasks =
