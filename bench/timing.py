@@ -17,7 +17,7 @@ import numpy as np
 
 
 def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float = 10e-3,
-         cooldown: float = 0.15, settle: float = 5e-3) -> dict:
+         cooldown: float = 0.15, settle: float = 50e-3) -> dict:
     """contenders: name -> zero-argument callable. Returns name -> median seconds per call.
 
     Each sample runs a callable enough times to last about min_time, so microsecond kernels are
@@ -39,6 +39,9 @@ def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float =
                 time.sleep(cooldown)
                 # Re-warm after the sleep: wake this contender's pool, refill caches, and let
                 # the virtual CPUs come back to speed (the first milliseconds after idle are slow).
+                # 50 ms, the same for every contender: after 5 ms this VM still ran a 200x784x300
+                # dense_backward at 1.66 ms (1.17 ms after 50 ms) and OpenBLAS's reference at
+                # 1.34 ms (1.17 ms), so 5 ms timed the clock's ramp, not the kernels.
                 t = time.perf_counter()
                 while time.perf_counter() - t < settle:
                     fn()
