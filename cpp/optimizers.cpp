@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "cpu.h"
+#include "optimizer_config.h"
 #include "optimizers_impl.h"
 #include "threads.h"
 
@@ -168,71 +169,33 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   return norm;
 }
 
-inline float f32(double x) { return static_cast<float>(x); }
 
 }  // namespace
 
 // Each slot: param, grad, velocity (n; velocity only with momentum) -> param, velocity updated.
 double sgd_step(const std::vector<OptimSlot>& slots, double lr, double momentum, bool nesterov,
                 double weight_decay, const GradClip& clip) {
-  OptimConfig c{};
-  c.kind = OptimKind::sgd;
-  c.weight_decay = weight_decay != 0.0;
-  c.momentum = momentum != 0.0;
-  c.nesterov = c.momentum && nesterov;
-  c.lr = f32(lr);
-  c.wd = f32(weight_decay);
-  c.momentum_coef = f32(momentum);
-  return fused_step(slots, clip, c);
+  return fused_step(slots, clip, sgd_config(lr, momentum, nesterov, weight_decay));
 }
 
 // Each slot: param, grad, accumulator (n) -> param, accumulator updated.
 double adagrad_step(const std::vector<OptimSlot>& slots, double lr, double eps,
                     double weight_decay, const GradClip& clip) {
-  OptimConfig c{};
-  c.kind = OptimKind::adagrad;
-  c.weight_decay = weight_decay != 0.0;
-  c.lr = f32(lr);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  return fused_step(slots, clip, c);
+  return fused_step(slots, clip, adagrad_config(lr, eps, weight_decay));
 }
 
 // Each slot: param, grad, mean square (n) -> param, mean square updated.
 double rmsprop_step(const std::vector<OptimSlot>& slots, double lr, double rho, double eps,
                     double weight_decay, const GradClip& clip) {
-  OptimConfig c{};
-  c.kind = OptimKind::rmsprop;
-  c.weight_decay = weight_decay != 0.0;
-  c.lr = f32(lr);
-  c.rho = f32(rho);
-  c.one_minus_rho = f32(1.0 - rho);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  return fused_step(slots, clip, c);
+  return fused_step(slots, clip, rmsprop_config(lr, rho, eps, weight_decay));
 }
 
 // Each slot: param, grad, m, v (n) -> param, m, v updated.
 double adam_step(const std::vector<OptimSlot>& slots, long long step, double lr, double beta1,
                  double beta2, double eps, double weight_decay, bool decoupled,
                  const GradClip& clip) {
-  // Bias corrections in double: beta2^step for step ~1e4 loses most of its digits in float32.
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  OptimConfig c{};
-  c.kind = OptimKind::adam;
-  c.weight_decay = weight_decay != 0.0 && !decoupled;
-  c.decoupled = weight_decay != 0.0 && decoupled;
-  c.beta1 = f32(beta1);
-  c.one_minus_beta1 = f32(1.0 - beta1);
-  c.beta2 = f32(beta2);
-  c.one_minus_beta2 = f32(1.0 - beta2);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  c.decay = f32(1.0 - lr * weight_decay);
-  c.step_size = f32(lr / bc1);
-  c.inv_sqrt_bc2 = f32(1.0 / std::sqrt(bc2));
-  return fused_step(slots, clip, c);
+  return fused_step(slots, clip,
+                    adam_config(step, lr, beta1, beta2, eps, weight_decay, decoupled));
 }
 
 }  // namespace fastmlp

@@ -33,7 +33,7 @@
 
 #include "common.cuh"
 #include "kernels.h"
-#include "optimizers_impl.h"  // cpp/: OptimKind, OptimConfig (the CPU's float32 scalars)
+#include "optimizer_config.h"  // cpp/: OptimConfig and its scalars, derived as on the CPU
 #include "reduce.cuh"
 
 namespace fastmlp {
@@ -208,7 +208,6 @@ void fused_step(cudaStream_t stream, const char* fn, const OptimBuffers& buf,
   }
 }
 
-inline float f32(double x) { return static_cast<float>(x); }
 
 }  // namespace
 
@@ -241,66 +240,33 @@ std::ptrdiff_t optim_work_doubles(int chunk_count) {
 void sgd_step(cudaStream_t stream, const OptimBuffers& buf, const ChunkTable& table, double lr,
               double momentum, bool nesterov, double weight_decay, const ClipConfig& clip,
               double* work) {
-  OptimConfig c{};
-  c.kind = OptimKind::sgd;
-  c.weight_decay = weight_decay != 0.0;
-  c.momentum = momentum != 0.0;
-  c.nesterov = c.momentum && nesterov;
-  c.lr = f32(lr);
-  c.wd = f32(weight_decay);
-  c.momentum_coef = f32(momentum);
-  fused_step<OptimKind::sgd>(stream, "sgd_step", buf, table, c, clip, work);
+  fused_step<OptimKind::sgd>(stream, "sgd_step", buf, table,
+                             sgd_config(lr, momentum, nesterov, weight_decay), clip, work);
 }
 
 // param, grad, accumulator (flat) -> param, accumulator updated.
 void adagrad_step(cudaStream_t stream, const OptimBuffers& buf, const ChunkTable& table,
                   double lr, double eps, double weight_decay, const ClipConfig& clip,
                   double* work) {
-  OptimConfig c{};
-  c.kind = OptimKind::adagrad;
-  c.weight_decay = weight_decay != 0.0;
-  c.lr = f32(lr);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  fused_step<OptimKind::adagrad>(stream, "adagrad_step", buf, table, c, clip, work);
+  fused_step<OptimKind::adagrad>(stream, "adagrad_step", buf, table,
+                                 adagrad_config(lr, eps, weight_decay), clip, work);
 }
 
 // param, grad, mean square (flat) -> param, mean square updated.
 void rmsprop_step(cudaStream_t stream, const OptimBuffers& buf, const ChunkTable& table,
                   double lr, double rho, double eps, double weight_decay, const ClipConfig& clip,
                   double* work) {
-  OptimConfig c{};
-  c.kind = OptimKind::rmsprop;
-  c.weight_decay = weight_decay != 0.0;
-  c.lr = f32(lr);
-  c.rho = f32(rho);
-  c.one_minus_rho = f32(1.0 - rho);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  fused_step<OptimKind::rmsprop>(stream, "rmsprop_step", buf, table, c, clip, work);
+  fused_step<OptimKind::rmsprop>(stream, "rmsprop_step", buf, table,
+                                 rmsprop_config(lr, rho, eps, weight_decay), clip, work);
 }
 
 // param, grad, m, v (flat) -> param, m, v updated; step is 1-based; decoupled = AdamW.
 void adam_step(cudaStream_t stream, const OptimBuffers& buf, const ChunkTable& table,
                long long step, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, const ClipConfig& clip, double* work) {
-  // Bias corrections in double: beta2^step for step ~1e4 loses most of its digits in float32.
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  OptimConfig c{};
-  c.kind = OptimKind::adam;
-  c.weight_decay = weight_decay != 0.0 && !decoupled;
-  c.decoupled = weight_decay != 0.0 && decoupled;
-  c.beta1 = f32(beta1);
-  c.one_minus_beta1 = f32(1.0 - beta1);
-  c.beta2 = f32(beta2);
-  c.one_minus_beta2 = f32(1.0 - beta2);
-  c.eps = f32(eps);
-  c.wd = f32(weight_decay);
-  c.decay = f32(1.0 - lr * weight_decay);
-  c.step_size = f32(lr / bc1);
-  c.inv_sqrt_bc2 = f32(1.0 / std::sqrt(bc2));
-  fused_step<OptimKind::adam>(stream, "adam_step", buf, table, c, clip, work);
+  fused_step<OptimKind::adam>(stream, "adam_step", buf, table,
+                              adam_config(step, lr, beta1, beta2, eps, weight_decay, decoupled),
+                              clip, work);
 }
 
 }  // namespace cuda
