@@ -1,4 +1,5 @@
 #include "batchnorm.h"
+#include "bind_kernel_checks.h"
 #include "bind_util.h"
 
 namespace fastmlp {
@@ -7,15 +8,8 @@ void bind_batchnorm(py::module_& m) {
   m.def("batchnorm_forward",
         [](py::array x, py::array gamma, py::array beta, py::array running_mean,
            py::array running_var, bool training, float momentum, float eps) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), F = x.shape(1);
-          check_f32(gamma, "gamma", {F});
-          check_f32(beta, "beta", {F});
-          check_f32(running_mean, "running_mean", {F}, true);
-          check_f32(running_var, "running_var", {F}, true);
-          // The unbiased running variance divides by B - 1.
-          if (training && B < 2)
-            throw py::value_error("x: training mode needs a batch of at least 2 rows");
+          const auto [B, F] =
+              check_batchnorm_forward(x, gamma, beta, running_mean, running_var, training);
           auto y = new_f32({B, F});
           auto mean = new_f32({F});
           auto inv_std = new_f32({F});
@@ -29,12 +23,7 @@ void bind_batchnorm(py::module_& m) {
         });
   m.def("batchnorm_backward",
         [](py::array dy, py::array x, py::array gamma, py::array mean, py::array inv_std) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), F = x.shape(1);
-          check_f32(dy, "dy", {B, F});
-          check_f32(gamma, "gamma", {F});
-          check_f32(mean, "mean", {F});
-          check_f32(inv_std, "inv_std", {F});
+          const auto [B, F] = check_batchnorm_backward(dy, x, gamma, mean, inv_std);
           auto dx = new_f32({B, F});
           auto dgamma = new_f32({F});
           auto dbeta = new_f32({F});

@@ -1,3 +1,4 @@
+#include "bind_kernel_checks.h"
 #include "bind_util.h"
 #include "dense.h"
 
@@ -6,11 +7,7 @@ namespace fastmlp {
 void bind_dense(py::module_& m) {
   m.def("dense_forward",
         [](py::array x, py::array W, py::array b, const std::string& activation, float alpha) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), I = x.shape(1);
-          check_f32(W, "W", {I, -1});
-          const py::ssize_t O = W.shape(1);
-          check_f32(b, "b", {O});
+          const auto [B, I, O] = check_dense_forward(x, W, b);
           Act act = act_from_name(activation);
           auto y = new_f32({B, O});
           auto z = new_f32({B, O});
@@ -23,12 +20,7 @@ void bind_dense(py::module_& m) {
   m.def("dense_backward",
         [](py::array dy, py::array x, py::array W, py::array z, const std::string& activation,
            float alpha, bool need_dx) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), I = x.shape(1);
-          check_f32(W, "W", {I, -1});
-          const py::ssize_t O = W.shape(1);
-          check_f32(dy, "dy", {B, O});
-          check_f32(z, "z", {B, O});
+          const auto [B, I, O] = check_dense_backward(dy, x, W, z);
           Act act = act_from_name(activation);
           auto dW = new_f32({I, O});
           auto db = new_f32({O});

@@ -2,6 +2,7 @@
 #include <string>
 #include <vector>
 
+#include "bind_kernel_checks.h"
 #include "bind_util.h"
 #include "loss_bce.h"
 #include "losses.h"
@@ -14,12 +15,7 @@ namespace {
 // Losses over two same-shape 1-D or 2-D arrays: (mean loss, gradient w.r.t. the first).
 py::tuple elementwise_loss(py::array a, py::array b, const char* a_name, const char* b_name,
                            double (*loss_fn)(std::ptrdiff_t, const float*, const float*, float*)) {
-  if (a.ndim() != 1 && a.ndim() != 2)
-    throw py::value_error(std::string(a_name) + ": expected a 1-D or 2-D array, got shape " +
-                          shape_str(a));
-  const std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-  check_f32(a, a_name, shape);
-  check_f32(b, b_name, shape);
+  const std::vector<py::ssize_t> shape = check_elementwise_pair(a, b, a_name, b_name);
   auto grad = new_f32(shape);
   double loss;
   {
@@ -35,13 +31,7 @@ void bind_losses(py::module_& m) {
   m.def("softmax_cross_entropy", [](py::array logits, py::array labels) {
     check_f32(logits, "logits", {-1, -1});
     const py::ssize_t B = logits.shape(0), C = logits.shape(1);
-    if (!has_dtype<std::int64_t>(labels) ||
-        !(labels.flags() & py::array::c_style) || labels.ndim() != 1 || labels.shape(0) != B)
-      throw py::type_error("labels: expected a C-contiguous int64 array of shape (B,)");
-    const auto* lab = static_cast<const std::int64_t*>(labels.data());
-    // A label outside [0, C) would index outside its row.
-    for (py::ssize_t b = 0; b < B; ++b)
-      if (lab[b] < 0 || lab[b] >= C) throw py::value_error("labels: label out of range");
+    const std::int64_t* lab = check_labels(labels, B, C);
     auto dlogits = new_f32({B, C});
     double loss;
     {

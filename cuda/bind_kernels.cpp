@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bind_optim_slots.h"
+#include "bind_kernel_checks.h"
 #include "bind_util.h"
 #include "common.cuh"
 #include "kernels.h"
@@ -39,12 +40,7 @@ void finish(cudaStream_t s) { FASTMLP_CUDA_CHECK(cudaStreamSynchronize(s)); }
 
 py::tuple elementwise_loss(py::array a, py::array b, const char* a_name, const char* b_name,
                            bool bce) {
-  if (a.ndim() != 1 && a.ndim() != 2)
-    throw py::value_error(std::string(a_name) + ": expected a 1-D or 2-D array, got shape " +
-                          shape_str(a));
-  const std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-  check_f32(a, a_name, shape);
-  check_f32(b, b_name, shape);
+  const std::vector<py::ssize_t> shape = check_elementwise_pair(a, b, a_name, b_name);
   auto grad = new_f32(shape);
   double loss = 0.0;
   float* g = mptr(grad);
@@ -143,11 +139,7 @@ void bind_kernels(py::module_& m) {
   m.def("dense_forward",
         [](py::array x, py::array W, py::array b, const std::string& activation, float alpha,
            const std::string& precision) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), I = x.shape(1);
-          check_f32(W, "W", {I, -1});
-          const py::ssize_t O = W.shape(1);
-          check_f32(b, "b", {O});
+          const auto [B, I, O] = check_dense_forward(x, W, b);
           const Act act = act_from_name(activation);
           const MathMode mode = mode_from(precision);
           auto y = new_f32({B, O});
@@ -171,12 +163,7 @@ void bind_kernels(py::module_& m) {
   m.def("dense_backward",
         [](py::array dy, py::array x, py::array W, py::array z, const std::string& activation,
            float alpha, bool need_dx, const std::string& precision) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), I = x.shape(1);
-          check_f32(W, "W", {I, -1});
-          const py::ssize_t O = W.shape(1);
-          check_f32(dy, "dy", {B, O});
-          check_f32(z, "z", {B, O});
+          const auto [B, I, O] = check_dense_backward(dy, x, W, z);
           const Act act = act_from_name(activation);
           const MathMode mode = mode_from(precision);
           auto dW = new_f32({I, O});
@@ -210,14 +197,8 @@ void bind_kernels(py::module_& m) {
   m.def("batchnorm_forward",
         [](py::array x, py::array gamma, py::array beta, py::array running_mean,
            py::array running_var, bool training, float momentum, float eps) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), F = x.shape(1);
-          check_f32(gamma, "gamma", {F});
-          check_f32(beta, "beta", {F});
-          check_f32(running_mean, "running_mean", {F}, true);
-          check_f32(running_var, "running_var", {F}, true);
-          if (training && B < 2)
-            throw py::value_error("x: training mode needs a batch of at least 2 rows");
+          const auto [B, F] =
+              check_batchnorm_forward(x, gamma, beta, running_mean, running_var, training);
           auto y = new_f32({B, F});
           auto mean = new_f32({F});
           auto inv_std = new_f32({F});
@@ -243,12 +224,7 @@ void bind_kernels(py::module_& m) {
         });
   m.def("batchnorm_backward",
         [](py::array dy, py::array x, py::array gamma, py::array mean, py::array inv_std) {
-          check_f32(x, "x", {-1, -1});
-          const py::ssize_t B = x.shape(0), F = x.shape(1);
-          check_f32(dy, "dy", {B, F});
-          check_f32(gamma, "gamma", {F});
-          check_f32(mean, "mean", {F});
-          check_f32(inv_std, "inv_std", {F});
+          const auto [B, F] = check_batchnorm_backward(dy, x, gamma, mean, inv_std);
           auto dx = new_f32({B, F});
           auto dgamma = new_f32({F});
           auto dbeta = new_f32({F});
@@ -272,12 +248,7 @@ void bind_kernels(py::module_& m) {
   m.def("softmax_cross_entropy", [](py::array logits, py::array labels) {
     check_f32(logits, "logits", {-1, -1});
     const py::ssize_t B = logits.shape(0), C = logits.shape(1);
-    if (!has_dtype<std::int64_t>(labels) || !(labels.flags() & py::array::c_style) ||
-        labels.ndim() != 1 || labels.shape(0) != B)
-      throw py::type_error("labels: expected a C-contiguous int64 array of shape (B,)");
-    const auto* lab = static_cast<const std::int64_t*>(labels.data());
-    for (py::ssize_t b = 0; b < B; ++b)
-      if (lab[b] < 0 || lab[b] >= C) throw py::value_error("labels: label out of range");
+    const std::int64_t* lab = check_labels(labels, B, C);
     auto dlogits = new_f32({B, C});
     float* g = mptr(dlogits);
     double loss = 0.0;
