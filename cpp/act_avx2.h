@@ -14,12 +14,16 @@ constexpr bool has_avx2_act_alpha(Act a) {
   return a == Act::sigmoid || a == Act::tanh || a == Act::elu || a == Act::selu;
 }
 
+// The activations whose dz = dy * act'(z) row has an AVX2 form: those above, and relu (its
+// 0/1 factor is a compare; 8 lanes instead of the portable path's SSE 4).
+constexpr bool has_avx2_dz_row(Act a) { return has_avx2_act_alpha(a) || a == Act::relu; }
+
 #ifdef FASTMLP_HAVE_AVX2_PATH
 // u (n) -> a (n) = act(u), act with has_avx2_act_alpha(act); alpha is elu's (ignored by the
 // others). Tails use masked loads, so an element rounds the same whatever the row length or
 // its position in the row.
 void act_row_avx2(Act act, const float* u, float* a, std::ptrdiff_t n, float alpha);
-// p, z (n) -> d (n) = p * act'(z), the same activations. NaN * 0 = NaN, as in NumPy.
+// p, z (n) -> d (n) = p * act'(z), act with has_avx2_dz_row(act). NaN * 0 = NaN, as in NumPy.
 void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff_t n,
                  float alpha);
 #endif

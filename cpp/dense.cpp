@@ -4,6 +4,7 @@
 
 #include "dz_row.h"
 #include "gemm.h"
+#include "scratch_buffer.h"
 
 namespace fastmlp {
 
@@ -28,9 +29,9 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   // form it once here instead, one vectorised pass. Same values, so the same bits.
   thread_local std::vector<float> dz_buf;
   if (z && act != Act::identity && dx) {
-    dz_buf.resize(static_cast<size_t>(B * O));
-    dz_row_any(act, dy, z, dz_buf.data(), B * O, alpha);
-    dz = Operand{dz_buf.data(), O, 1};
+    float* d = grown(dz_buf, static_cast<size_t>(B * O));
+    dz_row_any(act, dy, z, d, B * O, alpha);
+    dz = Operand{d, O, 1};
   }
   // dW (I, O) = x^T (I, B) @ dz (B, O): x read transposed in place.
   Operand xT{x, 1, I};

@@ -21,7 +21,7 @@ template <Act kAct>
 inline void dz_row(const float* __restrict p, const float* __restrict z, float* __restrict d,
                    std::ptrdiff_t n, float alpha) {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if constexpr (has_avx2_act_alpha(kAct)) {
+  if constexpr (has_avx2_dz_row(kAct)) {
     if (active_isa() == Isa::avx2) { dz_row_avx2(kAct, p, z, d, n, alpha); return; }
   }
 #endif

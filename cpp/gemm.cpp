@@ -18,6 +18,7 @@
 
 #include "cpu.h"
 #include "dz_row.h"
+#include "scratch_buffer.h"
 #include "threads.h"
 
 #if defined(__SSE2__)
@@ -45,13 +46,16 @@ struct Kernels {
   MicroKernelToC micro_to_c;  // may be null
   TileStore store;
   SmallTile small;
+  SmallTileToC small_to_c;  // may be null
+  ColSums col_sums;          // may be null
 };
 
 Kernels pick_kernels() {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) return {microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2};
+  if (active_isa() == Isa::avx2) return {microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2,
+                                          small_tile_to_c_avx2, col_sums_avx2};
 #endif
-  return {microkernel_generic, nullptr, tile_store_generic, small_tile_generic};
+  return {microkernel_generic, nullptr, tile_store_generic, small_tile_generic, nullptr, nullptr};
 }
 
 // GEMMs of at most this many multiply-adds take the direct path (no packing, no task split):
@@ -288,6 +292,28 @@ void copy_rows_as(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t cols, f
       }
     }
   } else {
+#if defined(__SSE2__)
+    if (kAct == Act::identity && op.rs == 1) {
+      // W^T (dx = dz W^T): 4 x 4 blocks through registers, as pack_b_strip does (the element
+      // loop below was 3.5% of a 1-50-10-1 training step).
+      const std::ptrdiff_t ld = op.cs, r4 = rows & ~std::ptrdiff_t(3), c4 = cols & ~std::ptrdiff_t(3);
+      for (std::ptrdiff_t j = 0; j < c4; j += 4)
+        for (std::ptrdiff_t i = 0; i < r4; i += 4) {
+          const float* s = op.p + i + j * ld;
+          __m128 v0 = _mm_loadu_ps(s), v1 = _mm_loadu_ps(s + ld);
+          __m128 v2 = _mm_loadu_ps(s + 2 * ld), v3 = _mm_loadu_ps(s + 3 * ld);
+          _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+          float* d = dst + i * cols + j;
+          _mm_storeu_ps(d, v0);
+          _mm_storeu_ps(d + cols, v1);
+          _mm_storeu_ps(d + 2 * cols, v2);
+          _mm_storeu_ps(d + 3 * cols, v3);
+        }
+      for (std::ptrdiff_t j = 0; j < cols; ++j)
+        for (std::ptrdiff_t i = j < c4 ? r4 : 0; i < rows; ++i) dst[i * cols + j] = op.p[i + j * ld];
+      return;
+    }
+#endif
     // A transposed view: walk the source along its unit stride (its rows are our columns).
     const Reader<kAct> rd{op};
     for (std::ptrdiff_t j = 0; j < cols; ++j)
@@ -318,23 +344,28 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
   const float* a = A.p;
   std::ptrdiff_t ars = A.rs, acs = A.cs;
   if (A.z) {
-    s.da.resize(static_cast<size_t>(M * K));
-    copy_rows(A, M, K, s.da.data());
-    a = s.da.data();
+    float* da = grown(s.da, static_cast<size_t>(M * K));
+    copy_rows(A, M, K, da);
+    a = da;
     ars = K;
     acs = 1;
   }
   const float* b = B.p;
   std::ptrdiff_t ldb = B.rs;
   if (B.z || B.cs != 1) {
-    s.db.resize(static_cast<size_t>(K * N));
-    copy_rows(B, K, N, s.db.data());
-    b = s.db.data();
+    float* db = grown(s.db, static_cast<size_t>(K * N));
+    copy_rows(B, K, N, db);
+    b = db;
     ldb = N;
   }
-  if (ep.colsum_b)  // summed in k order, as pack_b_strip does
-    for (std::ptrdiff_t k = 0; k < K; ++k)
-      for (std::ptrdiff_t j = 0; j < N; ++j) ep.colsum_b[j] += b[k * ldb + j];
+  if (ep.colsum_b) {  // summed in k order from 0 (gemm zeroed it), as pack_b_strip does
+    if (kern.col_sums) {
+      kern.col_sums(K, b, ldb, N, ep.colsum_b);
+    } else {
+      for (std::ptrdiff_t k = 0; k < K; ++k)
+        for (std::ptrdiff_t j = 0; j < N; ++j) ep.colsum_b[j] += b[k * ldb + j];
+    }
+  }
   // Tiles here are up to kDirectRows tall (16 KiB of accumulators, in L1): each element's sum
   // does not depend on the tiling, and tall tiles cut the per-call cost that dominated the
   // 6-row tiles of narrow layers (a 1-50-10-1 step made 114 tile calls).
@@ -346,11 +377,16 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
       const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
       for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
         const std::ptrdiff_t kc = std::min(kKC, K - k0);
-        kern.small(kc, a + i0 * ars + k0 * acs, ars, acs, rows, b + k0 * ldb + j0, ldb, cols,
-                   acc);
+        const float* at = a + i0 * ars + k0 * acs;
+        const float* bt = b + k0 * ldb + j0;
         TileEpilogue te{k0 == 0, k0 + kc >= K, ep.bias ? ep.bias + j0 : nullptr,
                         ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
-        kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+        if (kern.small_to_c) {
+          kern.small_to_c(kc, at, ars, acs, rows, bt, ldb, cols, C + i0 * ldc + j0, ldc, ldc, te);
+        } else {
+          kern.small(kc, at, ars, acs, rows, bt, ldb, cols, acc);
+          kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+        }
       }
     }
   }
@@ -370,9 +406,14 @@ bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K
 void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
 
 
-void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
-          const Operand& B, float* C, std::ptrdiff_t ldc, const Epilogue& ep) {
+void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A_in,
+          const Operand& B_in, float* C, std::ptrdiff_t ldc, const Epilogue& ep) {
   if (M <= 0 || N <= 0) return;
+  // An identity dz transform (dy * 1, the output layer's) is no transform: dropping it keeps
+  // such operands on the plain fast paths (the direct path copied them row by row).
+  Operand A = A_in, B = B_in;
+  if (A.z && A.act == Act::identity) A.z = nullptr;
+  if (B.z && B.act == Act::identity) B.z = nullptr;
   if (ep.colsum_b) std::fill(ep.colsum_b, ep.colsum_b + N, 0.f);
   if (K <= 0) {
     // Empty sum: C = 0, then the epilogue.
@@ -404,10 +445,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       std::max<std::ptrdiff_t>(1, std::min(panels_total, kPackBudgetFloats / (K * kMR)));
 
   Scratch& s = scratch();
-  s.a.resize(static_cast<size_t>(panels_per_chunk * kMR * K));
-  s.b.resize(static_cast<size_t>(strips_per_chunk * kNR * K));
-  float* Ap = s.a.data();
-  float* Bp = s.b.data();
+  float* Ap = grown(s.a, static_cast<size_t>(panels_per_chunk * kMR * K));
+  float* Bp = grown(s.b, static_cast<size_t>(strips_per_chunk * kNR * K));
 
   for (std::ptrdiff_t js0 = 0; js0 < n_strips_total; js0 += strips_per_chunk) {
     const std::ptrdiff_t n_strips = std::min(strips_per_chunk, n_strips_total - js0);

@@ -75,6 +75,17 @@ using SmallTile = void (*)(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars
                            std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
                            int cols, float* acc);
 
+// A SmallTile whose result goes straight to C with the TileEpilogue's arithmetic (the tile
+// store applied to the sums in registers): same bits as small + store. Optional per ISA.
+using SmallTileToC = void (*)(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
+                              std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
+                              int cols, float* C, std::ptrdiff_t ldc, std::ptrdiff_t ldy,
+                              const TileEpilogue& e);
+
+// Column sums of a K x N row-major block (the direct path's db = sum of dz over the batch).
+using ColSums = void (*)(std::ptrdiff_t K, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t N,
+                         float* sum);
+
 void small_tile_generic(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
                         int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc);
 void microkernel_generic(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
@@ -84,6 +95,13 @@ void tile_store_generic(const float* acc, int rows, int cols, float* C, std::ptr
 #ifdef FASTMLP_HAVE_AVX2_PATH
 void small_tile_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
                      int rows, const float* B, std::ptrdiff_t ldb, int cols, float* acc);
+void small_tile_to_c_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
+                          std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
+                          int cols, float* C, std::ptrdiff_t ldc, std::ptrdiff_t ldy,
+                          const TileEpilogue& e);
+// sum[j] = sum over k of B[k * ldb + j] for j < N, added in k order starting from 0.
+void col_sums_avx2(std::ptrdiff_t K, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t N,
+                   float* sum);
 void microkernel_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* acc,
                       const float* c_next, std::ptrdiff_t ldc);
 void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdiff_t ldc,

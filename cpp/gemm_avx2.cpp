@@ -125,8 +125,10 @@ inline __m256 apply_vec(__m256 v, Act a, __m256 alpha) {
   return v;
 }
 
-// act'(z) for act with has_avx2_act_alpha(act).
+// act'(z) for act with has_avx2_dz_row(act). relu's is scalar act_grad's 0/1 (0 for NaN z).
 inline __m256 grad_vec(__m256 z, Act a, __m256 alpha) {
+  if (a == Act::relu)
+    return _mm256_and_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1.f));
   if (a == Act::tanh) return tanh_grad256(z);
   if (a == Act::sigmoid) return sigmoid_grad256(z);
   if (a == Act::elu) return elu_grad256(z, alpha);
@@ -138,6 +140,34 @@ inline __m256i lanes_below(std::ptrdiff_t r) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+// Writes lanes [0, n) of v to p and nothing past them (n <= 0: nothing). Pieces of 4, 2 and 1:
+// an element loop over a spilled vector compiled to a memcpy call per row, 27% of a 1-50-10-1
+// training step, and vmaskmovps stores are microcoded on AMD Zen.
+inline void store_lanes(float* p, __m256 v, int n) {
+  if (n >= 8) { _mm256_storeu_ps(p, v); return; }
+  __m128 h = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(p, h);
+    h = _mm256_extractf128_ps(v, 1);
+    p += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), h);
+    h = _mm_movehl_ps(h, h);
+    p += 2;
+    n -= 2;
+  }
+  if (n >= 1) _mm_store_ss(p, h);
+}
+
+// Lane masks for columns [0, cols) of a 16-wide tile: m[0] covers 0-7, m[1] covers 8-15.
+struct ColMasks {
+  __m256i m0, m1;
+  explicit ColMasks(int cols)
+      : m0(lanes_below(cols)), m1(lanes_below(cols - 8)) {}
+};
 
 }  // namespace
 
@@ -151,19 +181,11 @@ void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdif
   // lane-by-lane stores: memory past `cols` is neither read nor written. (Not vmaskmovps for
   // the stores: it is microcoded on AMD Zen and took half of a small network's GEMM time.)
   // Same adds as the generic store.
-  alignas(32) static const int kLane[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  const __m256i n = _mm256_set1_epi32(cols);
-  const __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane)));
-  const __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLane + 8)));
+  const ColMasks mk(cols);
+  const __m256i m0 = mk.m0, m1 = mk.m1;
   const bool full = cols == kNR;
   auto load = [&](const float* p, __m256i m) { return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m); };
-  auto store = [&](float* p, int first_lane, __m256 v) {
-    const int n = cols - first_lane;  // lanes of this vector inside the tile
-    if (n >= 8) { _mm256_storeu_ps(p, v); return; }
-    alignas(32) float t[8];
-    _mm256_store_ps(t, v);
-    for (int j = 0; j < n; ++j) p[j] = t[j];
-  };
+  auto store = [&](float* p, int first_lane, __m256 v) { store_lanes(p, v, cols - first_lane); };
   const __m256 alpha = _mm256_set1_ps(e.alpha);
   __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
   const bool add_bias = e.last && e.bias;
@@ -238,6 +260,134 @@ void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, 
 
 namespace {
 
+// small_tile_avx2 with tile_store_avx2's arithmetic applied to the sums in registers. Four rows
+// at a time share each B load (8 accumulators, 2 B vectors and 4 broadcasts: 14 of the 16
+// ymm registers when kHi); per element the FMA chain is small_tile's, then C + acc, + bias and
+// y = act(C) as in the tile store, so the bits are the same.
+template <Act kAct, bool kHi>
+void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
+                std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
+  const ColMasks mk(cols);
+  const bool add_c = !e.first;
+  const bool add_bias = e.last && e.bias;
+  float* const y = e.last ? e.y : nullptr;
+  const __m256 alpha = _mm256_set1_ps(e.alpha);
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+  if (add_bias) {
+    bias0 = _mm256_maskload_ps(e.bias, mk.m0);
+    if (kHi) bias1 = _mm256_maskload_ps(e.bias + 8, mk.m1);
+  }
+  auto out = [&](int r, __m256 v0, __m256 v1) {
+    float* c = C + r * ldc;
+    if (add_c) {
+      v0 = _mm256_add_ps(_mm256_maskload_ps(c, mk.m0), v0);
+      if (kHi) v1 = _mm256_add_ps(_mm256_maskload_ps(c + 8, mk.m1), v1);
+    }
+    if (add_bias) {
+      v0 = _mm256_add_ps(v0, bias0);
+      if (kHi) v1 = _mm256_add_ps(v1, bias1);
+    }
+    store_lanes(c, v0, cols);
+    if (kHi) store_lanes(c + 8, v1, cols - 8);
+    if (y) {
+      store_lanes(y + r * ldy, exact_act<kAct>(v0, alpha), cols);
+      if (kHi) store_lanes(y + r * ldy + 8, exact_act<kAct>(v1, alpha), cols - 8);
+    }
+  };
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    __m256 c00 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps();
+    __m256 c01 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c21 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    const float* a = A + r * ars;
+    const float* b = B;
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
+      const __m256 b0 = _mm256_maskload_ps(b, mk.m0);
+      const __m256 x0 = _mm256_broadcast_ss(a), x1 = _mm256_broadcast_ss(a + ars);
+      const __m256 x2 = _mm256_broadcast_ss(a + 2 * ars), x3 = _mm256_broadcast_ss(a + 3 * ars);
+      c00 = _mm256_fmadd_ps(x0, b0, c00);
+      c10 = _mm256_fmadd_ps(x1, b0, c10);
+      c20 = _mm256_fmadd_ps(x2, b0, c20);
+      c30 = _mm256_fmadd_ps(x3, b0, c30);
+      if (kHi) {
+        const __m256 b1 = _mm256_maskload_ps(b + 8, mk.m1);
+        c01 = _mm256_fmadd_ps(x0, b1, c01);
+        c11 = _mm256_fmadd_ps(x1, b1, c11);
+        c21 = _mm256_fmadd_ps(x2, b1, c21);
+        c31 = _mm256_fmadd_ps(x3, b1, c31);
+      }
+    }
+    out(r, c00, c01);
+    out(r + 1, c10, c11);
+    out(r + 2, c20, c21);
+    out(r + 3, c30, c31);
+  }
+  for (; r < rows; ++r) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+    const float* a = A + r * ars;
+    const float* b = B;
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
+      const __m256 x0 = _mm256_broadcast_ss(a);
+      c0 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(b, mk.m0), c0);
+      if (kHi) c1 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(b + 8, mk.m1), c1);
+    }
+    out(r, c0, c1);
+  }
+}
+
+template <Act kAct>
+void small_to_c_cols(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                     int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
+                     std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
+  if (cols > 8) small_to_c<kAct, true>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e);
+  else small_to_c<kAct, false>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e);
+}
+
+}  // namespace
+
+void small_tile_to_c_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
+                          std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
+                          int cols, float* C, std::ptrdiff_t ldc, std::ptrdiff_t ldy,
+                          const TileEpilogue& e) {
+  const auto f = [&](auto kernel) { kernel(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); };
+  if (!(e.last && e.y)) { f(small_to_c_cols<Act::identity>); return; }
+  switch (e.act) {
+    case Act::identity: f(small_to_c_cols<Act::identity>); return;
+    case Act::relu: f(small_to_c_cols<Act::relu>); return;
+    case Act::leaky_relu: f(small_to_c_cols<Act::leaky_relu>); return;
+    case Act::sigmoid: f(small_to_c_cols<Act::sigmoid>); return;
+    case Act::tanh: f(small_to_c_cols<Act::tanh>); return;
+    case Act::elu: f(small_to_c_cols<Act::elu>); return;
+    case Act::selu: f(small_to_c_cols<Act::selu>); return;
+    case Act::gelu: break;
+  }
+  // gelu has no vector form here: the sums go through memory to the scalar store.
+  constexpr int kRows = 64;
+  alignas(64) float acc[kRows * kNR];
+  for (int r0 = 0; r0 < rows; r0 += kRows) {
+    const int n = rows - r0 < kRows ? rows - r0 : kRows;
+    small_tile_avx2(kc, A + r0 * ars, ars, acs, n, B, ldb, cols, acc);
+    TileEpilogue te = e;
+    te.y = e.y + r0 * ldy;
+    tile_store_avx2(acc, n, cols, C + r0 * ldc, ldc, ldy, te);
+  }
+}
+
+void col_sums_avx2(std::ptrdiff_t K, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t N,
+                   float* sum) {
+  // Eight columns per vector, each summed in k order from 0 (the packed path's colsum order).
+  for (std::ptrdiff_t j = 0; j < N; j += 8) {
+    const __m256i m = lanes_below(N - j);
+    __m256 s = _mm256_setzero_ps();
+    for (std::ptrdiff_t k = 0; k < K; ++k) s = _mm256_add_ps(s, _mm256_maskload_ps(B + k * ldb + j, m));
+    store_lanes(sum + j, s, int(N - j));
+  }
+}
+
+namespace {
+
 // The row loops, one instantiation per activation so that the per-vector dispatch folds away.
 template <Act kAct>
 void act_row_loop(const float* u, float* a, std::ptrdiff_t n, __m256 alpha) {
@@ -246,7 +396,7 @@ void act_row_loop(const float* u, float* a, std::ptrdiff_t n, __m256 alpha) {
     _mm256_storeu_ps(a + i, apply_vec(_mm256_loadu_ps(u + i), kAct, alpha));
   if (i < n) {
     const __m256i m = lanes_below(n - i);
-    _mm256_maskstore_ps(a + i, m, apply_vec(_mm256_maskload_ps(u + i, m), kAct, alpha));
+    store_lanes(a + i, apply_vec(_mm256_maskload_ps(u + i, m), kAct, alpha), int(n - i));
   }
 }
 
@@ -259,7 +409,7 @@ void dz_row_loop(const float* p, const float* z, float* d, std::ptrdiff_t n, __m
   if (i < n) {
     const __m256i m = lanes_below(n - i);
     const __m256 g = grad_vec(_mm256_maskload_ps(z + i, m), kAct, alpha);
-    _mm256_maskstore_ps(d + i, m, _mm256_mul_ps(_mm256_maskload_ps(p + i, m), g));
+    store_lanes(d + i, _mm256_mul_ps(_mm256_maskload_ps(p + i, m), g), int(n - i));
   }
 }
 
@@ -282,6 +432,7 @@ void dz_row_avx2(Act act, const float* p, const float* z, float* d, std::ptrdiff
     case Act::tanh: dz_row_loop<Act::tanh>(p, z, d, n, al); break;
     case Act::elu: dz_row_loop<Act::elu>(p, z, d, n, al); break;
     case Act::selu: dz_row_loop<Act::selu>(p, z, d, n, al); break;
+    case Act::relu: dz_row_loop<Act::relu>(p, z, d, n, al); break;
     default: dz_row_loop<Act::sigmoid>(p, z, d, n, al); break;
   }
 }
