@@ -295,34 +295,29 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       if (kHi) store_lanes(y + r * ldy + 8, exact_act<kAct>(v1, alpha), cols - 8);
     }
   };
+  // Row groups: 6 rows x 2 vectors (12 accumulators, as the packed micro-kernel) or 8 rows x 1
+  // vector; each k loads B once per group and broadcasts one A value per row.
+  constexpr int kG = kHi ? 6 : 8;
   int r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    __m256 c00 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps();
-    __m256 c01 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c21 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  for (; r + kG <= rows; r += kG) {
+    __m256 c0[kG], c1[kG];
+#pragma GCC unroll 8
+    for (int i = 0; i < kG; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
     const float* a = A + r * ars;
     const float* b = B;
+#pragma GCC unroll 2
     for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
-      const __m256 b0 = _mm256_maskload_ps(b, mk.m0);
-      const __m256 x0 = _mm256_broadcast_ss(a), x1 = _mm256_broadcast_ss(a + ars);
-      const __m256 x2 = _mm256_broadcast_ss(a + 2 * ars), x3 = _mm256_broadcast_ss(a + 3 * ars);
-      c00 = _mm256_fmadd_ps(x0, b0, c00);
-      c10 = _mm256_fmadd_ps(x1, b0, c10);
-      c20 = _mm256_fmadd_ps(x2, b0, c20);
-      c30 = _mm256_fmadd_ps(x3, b0, c30);
-      if (kHi) {
-        const __m256 b1 = _mm256_maskload_ps(b + 8, mk.m1);
-        c01 = _mm256_fmadd_ps(x0, b1, c01);
-        c11 = _mm256_fmadd_ps(x1, b1, c11);
-        c21 = _mm256_fmadd_ps(x2, b1, c21);
-        c31 = _mm256_fmadd_ps(x3, b1, c31);
+      const __m256 b0 = kHi ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, mk.m0);
+      const __m256 b1 = kHi ? _mm256_maskload_ps(b + 8, mk.m1) : b0;
+#pragma GCC unroll 8
+      for (int i = 0; i < kG; ++i) {
+        const __m256 x = _mm256_broadcast_ss(a + i * ars);
+        c0[i] = _mm256_fmadd_ps(x, b0, c0[i]);
+        if (kHi) c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
       }
     }
-    out(r, c00, c01);
-    out(r + 1, c10, c11);
-    out(r + 2, c20, c21);
-    out(r + 3, c30, c31);
+#pragma GCC unroll 8
+    for (int i = 0; i < kG; ++i) out(r + i, c0[i], c1[i]);
   }
   for (; r < rows; ++r) {
     __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
@@ -330,7 +325,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     const float* b = B;
     for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
       const __m256 x0 = _mm256_broadcast_ss(a);
-      c0 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(b, mk.m0), c0);
+      c0 = _mm256_fmadd_ps(x0, kHi ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, mk.m0), c0);
       if (kHi) c1 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(b + 8, mk.m1), c1);
     }
     out(r, c0, c1);
