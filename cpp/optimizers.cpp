@@ -90,23 +90,31 @@ struct Task {
   std::ptrdiff_t slot, begin, end;
 };
 
-std::vector<Task> make_tasks(const std::vector<OptimSlot>& slots, std::ptrdiff_t* total) {
-  std::vector<Task> tasks;
+// Fills tasks (cleared first; the caller's vector keeps its capacity between steps).
+void make_tasks(const std::vector<OptimSlot>& slots, std::ptrdiff_t* total,
+                std::vector<Task>& tasks) {
+  tasks.clear();
   *total = 0;
   for (std::ptrdiff_t s = 0; s < static_cast<std::ptrdiff_t>(slots.size()); ++s) {
     const std::ptrdiff_t n = slots[s].n;
     *total += n;
     for (std::ptrdiff_t b = 0; b < n; b += kChunk) tasks.push_back({s, b, std::min(n, b + kChunk)});
   }
-  return tasks;
 }
 
 // Runs one optimizer over every slot and returns the gradient norm (after value clipping, before
 // norm clipping). The per-chunk partial sums are added in task order after the parallel loop.
 double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
                   const OptimConfig& cfg) {
+  // Per calling thread and reused: no allocation per training step. Named through references:
+  // the pool's workers run the lambdas below, and a thread_local named there would be the
+  // worker's own (empty) vector, not this thread's.
+  thread_local std::vector<Task> tasks_storage;
+  thread_local std::vector<double> partial_storage;
+  std::vector<Task>& tasks = tasks_storage;
+  std::vector<double>& partial = partial_storage;
   std::ptrdiff_t total = 0;
-  const std::vector<Task> tasks = make_tasks(slots, &total);
+  make_tasks(slots, &total, tasks);
   const auto n_tasks = static_cast<std::ptrdiff_t>(tasks.size());
   const bool serial = total < kSerialBelow;
   const float cv = clip.value ? static_cast<float>(*clip.value)
@@ -120,7 +128,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
     sumsq_chunk = avx2::sumsq_chunk;
   }
 #endif
-  std::vector<double> partial(tasks.size(), 0.0);
+  partial.assign(tasks.size(), 0.0);
   auto ordered_norm = [&] {
     double sum = 0.0;
     for (double s : partial) sum += s;

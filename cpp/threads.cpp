@@ -207,13 +207,7 @@ class Pool {
 int num_threads() { return Pool::get().threads(); }
 void set_num_threads(int n) { Pool::get().set_threads(std::min(n, 0xffff)); }
 
-void parallel_for(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
-                  bool serial) {
-  if (n_tasks <= 0) return;
-  if (serial || n_tasks == 1 || Pool::get().threads() == 1) {
-    for (std::ptrdiff_t t = 0; t < n_tasks; ++t) fn(t);
-    return;
-  }
+void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
   Pool::get().run(n_tasks, fn);
 }
 

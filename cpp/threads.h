@@ -14,11 +14,26 @@ namespace fastmlp {
 int num_threads();
 void set_num_threads(int n);
 
+// Runs fn(task) for task in [0, n_tasks) on the pool's threads (the calling thread takes part);
+// returns when every task has finished. Use parallel_for.
+void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn);
+
 // Runs fn(task) for task in [0, n_tasks) on the pool; the calling thread takes part.
 // Returns when every task has finished. Runs inline when n_tasks <= 1, one thread is set,
-// or `serial` is true (callers pass serial for work too small to amortise a wake-up).
-void parallel_for(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
-                  bool serial = false);
+// or `serial` is true (callers pass serial for work too small to amortise a wake-up). A
+// template so that the inline case calls fn directly: building a std::function from a lambda
+// with more than two captures allocated on the heap, a malloc and a free per call in every
+// serial step of a small network.
+template <class F>
+void parallel_for(std::ptrdiff_t n_tasks, F&& fn, bool serial = false) {
+  if (n_tasks <= 0) return;
+  if (serial || n_tasks == 1 || num_threads() == 1) {
+    for (std::ptrdiff_t t = 0; t < n_tasks; ++t) fn(t);
+    return;
+  }
+  // A reference wrapper fits std::function's inline storage: no allocation here either.
+  run_on_pool(n_tasks, std::function<void(std::ptrdiff_t)>(std::ref(fn)));
+}
 
 // Splits [0, n) into chunks of `grain` (the last one shorter): chunk count for parallel_for.
 inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
