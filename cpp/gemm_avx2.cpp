@@ -6,6 +6,8 @@
 // 1 broadcast A value fit in the 16 ymm registers without spills.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "act_avx2.h"
 #include "gemm.h"
 #include "vmath_avx2.h"
@@ -288,21 +290,24 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
     }
-    store_lanes(c, v0, cols);
+    // With kHi the first 8 columns are all inside the tile: a plain store.
+    if (kHi) _mm256_storeu_ps(c, v0);
+    else store_lanes(c, v0, cols);
     if (kHi) store_lanes(c + 8, v1, cols - 8);
     if (y) {
-      store_lanes(y + r * ldy, exact_act<kAct>(v0, alpha), cols);
+      if (kHi) _mm256_storeu_ps(y + r * ldy, exact_act<kAct>(v0, alpha));
+      else store_lanes(y + r * ldy, exact_act<kAct>(v0, alpha), cols);
       if (kHi) store_lanes(y + r * ldy + 8, exact_act<kAct>(v1, alpha), cols - 8);
     }
   };
   // Row groups: 6 rows x 2 vectors (12 accumulators, as the packed micro-kernel) or 8 rows x 1
-  // vector; each k loads B once per group and broadcasts one A value per row.
-  constexpr int kG = kHi ? 6 : 8;
-  int r = 0;
-  for (; r + kG <= rows; r += kG) {
-    __m256 c0[kG], c1[kG];
+  // vector; each k loads B once per group and broadcasts one A value per row. The rows left
+  // over go in groups of 4, 2 and 1 (one row at a time paid a B load per FMA pair).
+  auto group = [&](auto g, int r) {
+    constexpr int G = decltype(g)::value;
+    __m256 c0[G], c1[G];
 #pragma GCC unroll 8
-    for (int i = 0; i < kG; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int i = 0; i < G; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
     const float* a = A + r * ars;
     const float* b = B;
 #pragma GCC unroll 2
@@ -310,26 +315,21 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       const __m256 b0 = kHi ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, mk.m0);
       const __m256 b1 = kHi ? _mm256_maskload_ps(b + 8, mk.m1) : b0;
 #pragma GCC unroll 8
-      for (int i = 0; i < kG; ++i) {
+      for (int i = 0; i < G; ++i) {
         const __m256 x = _mm256_broadcast_ss(a + i * ars);
         c0[i] = _mm256_fmadd_ps(x, b0, c0[i]);
         if (kHi) c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
       }
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < kG; ++i) out(r + i, c0[i], c1[i]);
-  }
-  for (; r < rows; ++r) {
-    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
-    const float* a = A + r * ars;
-    const float* b = B;
-    for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
-      const __m256 x0 = _mm256_broadcast_ss(a);
-      c0 = _mm256_fmadd_ps(x0, kHi ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, mk.m0), c0);
-      if (kHi) c1 = _mm256_fmadd_ps(x0, _mm256_maskload_ps(b + 8, mk.m1), c1);
-    }
-    out(r, c0, c1);
-  }
+    for (int i = 0; i < G; ++i) out(r + i, c0[i], c1[i]);
+  };
+  constexpr int kG = kHi ? 6 : 8;
+  int r = 0;
+  for (; r + kG <= rows; r += kG) group(std::integral_constant<int, kG>{}, r);
+  if (r + 4 <= rows) { group(std::integral_constant<int, 4>{}, r); r += 4; }
+  if (r + 2 <= rows) { group(std::integral_constant<int, 2>{}, r); r += 2; }
+  if (r < rows) group(std::integral_constant<int, 1>{}, r);
 }
 
 template <Act kAct>
