@@ -5,6 +5,7 @@
 #include "dz_row.h"
 #include "gemm.h"
 #include "scratch_buffer.h"
+#include "threads.h"
 
 namespace fastmlp {
 
@@ -30,7 +31,9 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   thread_local std::vector<float> dz_buf;
   if (z && act != Act::identity && dx) {
     float* d = grown(dz_buf, static_cast<size_t>(B * O));
-    dz_row_any(act, dy, z, d, B * O, alpha);
+    parallel_elementwise(B * O, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+      dz_row_any(act, dy + lo, z + lo, d + lo, hi - lo, alpha);
+    });
     dz = Operand{d, O, 1};
   }
   // dW (I, O) = x^T (I, B) @ dz (B, O): x read transposed in place.

@@ -10,6 +10,7 @@
 #include "dense.h"
 #include "dropout.h"
 #include "dz_row.h"
+#include "threads.h"
 
 namespace fastmlp {
 namespace {
@@ -95,14 +96,19 @@ const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, s
     if (!s.batchnorm) {
       dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, w.a.data(), w.z.data());
     } else {
-      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, w.a.data(), w.z.data());
+      // z only: y = identity(z) would be a second copy of z, overwritten below.
+      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, w.z.data());
       // Batch statistics need at least two rows; a single row is normalised with the running
       // statistics instead (the trainer never forms such a batch when batch norm is on).
       const bool batch_stats = train_mode && B > 1;
       batchnorm_forward(B, s.out, w.z.data(), params_ + s.gamma, params_ + s.beta,
                         stats_ + s.running_mean, stats_ + s.running_var, batch_stats,
                         s.bn_momentum, s.bn_eps, w.u.data(), w.mean.data(), w.inv_std.data());
-      act_row_any(s.act, w.u.data(), w.a.data(), n, s.alpha);
+      const float* u = w.u.data();
+      float* a = w.a.data();
+      parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+        act_row_any(s.act, u + lo, a + lo, hi - lo, s.alpha);
+      });
     }
     if (train_mode && s.dropout > 0.f) {
       const std::uint64_t key = dropout_key(seed, step, static_cast<std::uint64_t>(s.index));
@@ -145,7 +151,10 @@ void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, floa
     // Batch norm: du = g * act'(u) into the free buffer, dz into g's (g is no longer needed),
     // then dx into du's buffer, which becomes g.
     float* du = other;
-    dz_row_any(s.act, g, w.u.data(), du, n, s.alpha);
+    const float* u = w.u.data();
+    parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+      dz_row_any(s.act, g + lo, u + lo, du + lo, hi - lo, s.alpha);
+    });
     float* dz = g;
     if (train_mode && B > 1) {
       batchnorm_backward(B, s.out, du, w.z.data(), params_ + s.gamma, w.mean.data(),

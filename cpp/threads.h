@@ -40,4 +40,23 @@ inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
   return n <= 0 ? 0 : (n + grain - 1) / grain;
 }
 
+// fn(begin, end) over [0, n) in chunks of `grain` elements on the pool, inline below two
+// chunks. For elementwise passes: the split depends on n alone and each element is computed
+// alone, so the bits never depend on the thread count.
+template <class F>
+void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
+  const std::ptrdiff_t tasks = n_chunks(n, grain);
+  parallel_for(
+      tasks,
+      [&](std::ptrdiff_t t) {
+        const std::ptrdiff_t lo = t * grain;
+        fn(lo, lo + grain < n ? lo + grain : n);
+      },
+      tasks < 2);
+}
+
+// Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):
+// 64 KiB of each stream.
+constexpr std::ptrdiff_t kElementwiseGrain = 16384;
+
 }  // namespace fastmlp
