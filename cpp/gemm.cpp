@@ -470,7 +470,9 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       // group of panels (or strips) over every k-block: plain sources read along rows of k (x^T
       // as A, row-major B without a column sum, which one task must add in k order) go by rows
       // (pack_rows_plain), the others by groups.
-      const std::ptrdiff_t a_group = 4, b_group = 4;
+      // B in single strips: dW's B (dz with db's column sums) was one task for a 64-wide layer,
+      // a quarter of a deep-narrow step's serial time on the calling thread.
+      const std::ptrdiff_t a_group = 4, b_group = 1;
       constexpr std::ptrdiff_t kPackRows = 32;
       const bool a_by_rows = !A.z && A.rs == 1;
       const std::ptrdiff_t a_tasks =
@@ -478,9 +480,28 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       const bool b_by_rows = !B.z && B.cs == 1 && !ep.colsum_b;
       const std::ptrdiff_t b_tasks =
           pack_b ? (b_by_rows ? ceil_div(K, kPackRows) : ceil_div(n_strips, b_group)) : 0;
+      // Affinity: thread j packs the j-th share of the A tasks (the rows it computes in phase
+      // 2, or the k-rows of x^T that it wrote as an activation) and of the B tasks; its range
+      // of task numbers holds its A tasks, then its B tasks (see task_of).
+      OwnerBounds ob1;
+      std::ptrdiff_t a_cut[kMaxOwners + 1], b_cut[kMaxOwners + 1];
+      ob1.owners = serial ? 1 : affine_owners(a_tasks + b_tasks);
+      for (int j = 0; j <= ob1.owners; ++j) {
+        a_cut[j] = a_tasks * j / ob1.owners;
+        b_cut[j] = b_tasks * j / ob1.owners;
+        ob1.b[j] = a_cut[j] + b_cut[j];
+      }
+      // Task number -> the A task (< a_tasks) or a_tasks + the B task it stands for.
+      auto task_of = [&](std::ptrdiff_t u) {
+        int j = 0;
+        while (u >= ob1.b[j + 1]) ++j;
+        const std::ptrdiff_t off = u - ob1.b[j], na = a_cut[j + 1] - a_cut[j];
+        return off < na ? a_cut[j] + off : a_tasks + b_cut[j] + (off - na);
+      };
       with_reader(A, [&](auto ra) {
         with_reader(B, [&](auto rb) {
-          parallel_for(a_tasks + b_tasks, [&](std::ptrdiff_t t) {
+          parallel_for_affine(ob1, [&](std::ptrdiff_t u) {
+            const std::ptrdiff_t t = task_of(u);
             if (t < a_tasks && a_by_rows) {
               const std::ptrdiff_t k_lo = t * kPackRows;
               pack_rows_plain<kMR>(A.p, A.cs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
@@ -531,7 +552,13 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       const std::ptrdiff_t strips_per_group = ceil_div(n_strips, col_groups);
       col_groups = ceil_div(n_strips, strips_per_group);
 
-      parallel_for(row_blocks * col_groups, [&](std::ptrdiff_t t) {
+      // Affinity: thread j computes the j-th share of the tasks, row-block major, i.e. the rows
+      // whose A panels it packed in phase 1 and whose outputs the next layer's GEMM will give it
+      // again (same batch rows), so neither crosses cores.
+      OwnerBounds ob2;
+      ob2.owners = serial ? 1 : affine_owners(row_blocks * col_groups);
+      for (int j = 0; j <= ob2.owners; ++j) ob2.b[j] = row_blocks * col_groups * j / ob2.owners;
+      parallel_for_affine(ob2, [&](std::ptrdiff_t t) {
         const std::ptrdiff_t rb = t / col_groups, cg = t % col_groups;
         const std::ptrdiff_t p_lo = rb * panels_per_block;
         const std::ptrdiff_t p_hi = std::min(n_panels, p_lo + panels_per_block);

@@ -66,15 +66,33 @@ class Pool {
   }
 
   void run(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
+    run_job(n_tasks, fn, 0, nullptr);
+  }
+
+  void run_affine(int n_owners, const std::ptrdiff_t* bounds,
+                  const std::function<void(std::ptrdiff_t)>& fn) {
+    run_job(bounds[n_owners], fn, n_owners, bounds);
+  }
+
+ private:
+  // n_owners == 0: tasks claimed in order from next_; otherwise from the owners' ranges.
+  void run_job(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
+               int n_owners, const std::ptrdiff_t* bounds) {
     std::lock_guard<std::mutex> job_lock(job_mutex_);
-    const int helpers = static_cast<int>(
-        std::min<std::ptrdiff_t>(n_threads_.load() - 1, n_tasks - 1));
+    const int helpers = static_cast<int>(std::min<std::ptrdiff_t>(
+        n_threads_.load() - 1, n_owners ? n_owners - 1 : n_tasks - 1));
     grow(helpers);
     const uint64_t gen = (job_word_.load() >> 16) + 1;
     fn_ = &fn;
     n_tasks_.store(n_tasks, std::memory_order_relaxed);
     error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
+    // Owners past the helpers (a pool smaller than the ranges) are served by stealing.
+    for (int j = 0; j < n_owners; ++j)
+      ranges_[j].word.store(tag(gen) | (static_cast<uint64_t>(bounds[j]) << 16) |
+                                static_cast<uint64_t>(bounds[j + 1]),
+                            std::memory_order_relaxed);
+    n_owners_.store(n_owners, std::memory_order_relaxed);
     next_.store(tag(gen), std::memory_order_release);
     // Publish the job: generation in the high bits, helper count in the low 16, read atomically
     // together so a late worker can never pair one job's generation with another's count.
@@ -83,7 +101,7 @@ class Pool {
       std::lock_guard<std::mutex> lk(sleep_mutex_);
       cv_.notify_all();
     }
-    work(gen);
+    work(gen, 0);
     // Wait for the tasks, not for the helpers: a helper the OS has not scheduled yet (another
     // process holds its core) must not stall the call; the caller then simply runs every task.
     for (int i = 1; done_.load(std::memory_order_acquire) < n_tasks; ++i) {
@@ -94,7 +112,6 @@ class Pool {
     if (error_) std::rethrow_exception(error_);
   }
 
- private:
   explicit Pool(int n_threads) : n_threads_(n_threads) {}
 
   static Pool*& slot() {
@@ -143,7 +160,50 @@ class Pool {
   // (the compare-exchange fails on the tag) nor call the wrong function.
   static uint64_t tag(uint64_t gen) { return (gen & 0xffffffffull) << 32; }
 
-  void work(uint64_t gen) {
+  void run_task(std::ptrdiff_t t) {
+    try {
+      (*fn_)(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  // Affine jobs: range j's word is tag(gen) | lo << 16 | hi. The owner claims lo (front), others
+  // claim hi - 1 (back), both by compare-exchange, so every task runs exactly once.
+  bool claim_from(int j, uint64_t gen, bool front, std::ptrdiff_t* task) {
+    uint64_t v = ranges_[j].word.load(std::memory_order_acquire);
+    for (;;) {
+      if ((v & ~0xffffffffull) != tag(gen)) return false;  // another job's range
+      const uint64_t lo = (v >> 16) & 0xffff, hi = v & 0xffff;
+      if (lo >= hi) return false;
+      const uint64_t nv = front ? v + (1ull << 16) : v - 1;
+      if (ranges_[j].word.compare_exchange_weak(v, nv, std::memory_order_acq_rel,
+                                                std::memory_order_acquire)) {
+        *task = static_cast<std::ptrdiff_t>(front ? lo : hi - 1);
+        return true;
+      }
+    }
+  }
+
+  void work_affine(uint64_t gen, int id, int n_owners) {
+    std::ptrdiff_t t;
+    if (id < n_owners)
+      while (claim_from(id, gen, true, &t)) run_task(t);
+    for (int d = 1; d < n_owners; ++d) {
+      const int j = (id + d) % n_owners;
+      while (claim_from(j, gen, false, &t)) run_task(t);
+    }
+  }
+
+  void work(uint64_t gen, int id) {
+    const int n_owners = n_owners_.load(std::memory_order_acquire);
+    // A late helper may read the next job's mode; the tags then refuse its claims either way.
+    if (n_owners > 0) {
+      work_affine(gen, id, std::min(n_owners, kMaxOwners));
+      return;
+    }
     uint64_t v = next_.load(std::memory_order_acquire);
     for (;;) {
       if ((v & ~0xffffffffull) != tag(gen)) return;  // a later job: not ours to help
@@ -152,13 +212,7 @@ class Pool {
       if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
                                        std::memory_order_acquire))
         continue;
-      try {
-        (*fn_)(static_cast<std::ptrdiff_t>(t));
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(error_mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
-      done_.fetch_add(1, std::memory_order_acq_rel);
+      run_task(static_cast<std::ptrdiff_t>(t));
       v = next_.load(std::memory_order_acquire);
     }
   }
@@ -184,7 +238,7 @@ class Pool {
       uint64_t w = wait_for_job(seen_gen);
       seen_gen = w >> 16;
       if (id >= static_cast<int>(w & 0xffff)) continue;  // not needed for this job
-      work(seen_gen);
+      work(seen_gen, id + 1);
     }
   }
 
@@ -199,6 +253,12 @@ class Pool {
   std::atomic<std::ptrdiff_t> done_{0};  // tasks finished in the current job
   std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> job_word_{0};
+  std::atomic<int> n_owners_{0};
+  // One cache line per range: the owners' claims must not contend for one line.
+  struct alignas(64) Range {
+    std::atomic<uint64_t> word{0};
+  };
+  Range ranges_[kMaxOwners];
   std::exception_ptr error_;
 };
 
@@ -209,6 +269,20 @@ void set_num_threads(int n) { Pool::get().set_threads(std::min(n, 0xffff)); }
 
 void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
   Pool::get().run(n_tasks, fn);
+}
+
+void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,
+                        const std::function<void(std::ptrdiff_t)>& fn) {
+  if (n_owners < 1 || n_owners > kMaxOwners || bounds[n_owners] > 0xffff) {
+    run_on_pool(bounds[n_owners], fn);  // outside the range words' limits: plain claiming
+    return;
+  }
+  Pool::get().run_affine(n_owners, bounds, fn);
+}
+
+int affine_owners(std::ptrdiff_t n_tasks) {
+  return static_cast<int>(std::max<std::ptrdiff_t>(
+      1, std::min<std::ptrdiff_t>({n_tasks, num_threads(), kMaxOwners})));
 }
 
 }  // namespace fastmlp

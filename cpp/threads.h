@@ -18,6 +18,38 @@ void set_num_threads(int n);
 // returns when every task has finished. Use parallel_for.
 void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn);
 
+// Like run_on_pool, but task ranges have owners: thread j (0 = the caller) runs the tasks
+// [bounds[j], bounds[j + 1]) first, in order, for j < n_owners, and then takes unclaimed tasks
+// from the back of the other ranges. Callers give a thread the work whose data it wrote or will
+// read next (the same rows of every layer), so that data stays in that core's caches: moving a
+// layer's packed operands from one core to the other cost more than the arithmetic on it for
+// GEMMs of a few MFLOP. Which thread runs a task never changes a result (the determinism
+// contract above still holds); a helper the OS has not scheduled is never waited for, its range
+// is taken over. bounds[0] = 0, bounds[n_owners] = n_tasks <= 65535, 1 <= n_owners <= 64.
+void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,
+                        const std::function<void(std::ptrdiff_t)>& fn);
+
+// Owner ranges for parallel_for_affine: n tasks cut into `owners` contiguous equal ranges.
+constexpr int kMaxOwners = 64;
+struct OwnerBounds {
+  int owners = 1;
+  std::ptrdiff_t b[kMaxOwners + 1] = {0};
+};
+
+// The number of threads an affine job of n_tasks spreads over (callers size their ranges).
+int affine_owners(std::ptrdiff_t n_tasks);
+
+template <class F>
+void parallel_for_affine(const OwnerBounds& ob, F&& fn, bool serial = false) {
+  const std::ptrdiff_t n_tasks = ob.b[ob.owners];
+  if (n_tasks <= 0) return;
+  if (serial || n_tasks == 1 || ob.owners == 1 || num_threads() == 1) {
+    for (std::ptrdiff_t t = 0; t < n_tasks; ++t) fn(t);
+    return;
+  }
+  run_on_pool_affine(ob.owners, ob.b, std::function<void(std::ptrdiff_t)>(std::ref(fn)));
+}
+
 // Runs fn(task) for task in [0, n_tasks) on the pool; the calling thread takes part.
 // Returns when every task has finished. Runs inline when n_tasks <= 1, one thread is set,
 // or `serial` is true (callers pass serial for work too small to amortise a wake-up). A
@@ -43,11 +75,16 @@ inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
 // fn(begin, end) over [0, n) in chunks of `grain` elements on the pool, inline below two
 // chunks. For elementwise passes: the split depends on n alone and each element is computed
 // alone, so the bits never depend on the thread count.
+// Chunks go to threads in contiguous shares (parallel_for_affine), like the GEMMs' rows, so a
+// thread mostly touches the rows it wrote.
 template <class F>
 void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
   const std::ptrdiff_t tasks = n_chunks(n, grain);
-  parallel_for(
-      tasks,
+  OwnerBounds ob;
+  ob.owners = tasks < 2 ? 1 : affine_owners(tasks);
+  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = tasks * j / ob.owners;
+  parallel_for_affine(
+      ob,
       [&](std::ptrdiff_t t) {
         const std::ptrdiff_t lo = t * grain;
         fn(lo, lo + grain < n ? lo + grain : n);
@@ -56,7 +93,8 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
 }
 
 // Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):
-// 64 KiB of each stream.
-constexpr std::ptrdiff_t kElementwiseGrain = 16384;
+// 32 KiB of each stream, so a 256 x 64 layer's pass (16k elements) is split between two cores
+// (in one piece it was 4% of a deep-narrow step, serial, with the other core idle).
+constexpr std::ptrdiff_t kElementwiseGrain = 8192;
 
 }  // namespace fastmlp
