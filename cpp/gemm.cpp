@@ -398,6 +398,123 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
   }
 }
 
+// The compute phase over packed panels [p_lo, p_hi) and strips [s_lo, s_hi) of a packed block
+// (layout of phase 1 below: per k-block, n_panels A panels, n_strips B strips), for every
+// k-block in order: what one task of either threaded path does.
+void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::ptrdiff_t kKC,
+               const float* Ap, std::ptrdiff_t n_panels, std::ptrdiff_t p_lo, std::ptrdiff_t p_hi,
+               std::ptrdiff_t i_base, const float* Bp, std::ptrdiff_t n_strips,
+               std::ptrdiff_t s_lo, std::ptrdiff_t s_hi, std::ptrdiff_t j_base, std::ptrdiff_t M,
+               std::ptrdiff_t N, float* C, std::ptrdiff_t ldc) {
+  alignas(64) float acc[kMR * kNR];
+  for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+    const std::ptrdiff_t kc = std::min(kKC, K - k0);
+    const float* Ablk = Ap + k0 * n_panels * kMR;
+    const float* Bblk = Bp + k0 * n_strips * kNR;
+    const bool first = k0 == 0, last = k0 + kc >= K;
+    // Full tiles skip the acc round trip unless the activation needs the scalar or
+    // approximate vector forms of tile_store.
+    const bool fused_store =
+        kern.micro_to_c && (!last || !ep.y || ep.act == Act::identity ||
+                            ep.act == Act::relu || ep.act == Act::leaky_relu);
+    for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
+      const std::ptrdiff_t j0 = j_base + sidx * kNR;
+      const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
+      const float* bs = Bblk + sidx * kNR * kc;
+      for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
+        const std::ptrdiff_t i0 = i_base + p * kMR;
+        const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
+        TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
+                        ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+        if (fused_store && rows == kMR && cols == kNR) {
+          kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
+          continue;
+        }
+        kern.micro(kc, Ablk + p * kMR * kc, bs, acc, C + i0 * ldc + j0, ldc);
+        kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+      }
+    }
+  }
+}
+
+// GEMMs with one small operand (a narrow layer's W, or its dz at a small batch) that are still
+// worth threading. Each thread packs a private copy of the small operand and its own share of
+// the other, then computes its share of C: one parallel phase, and no packed data crosses cores.
+// The shared packing of the two-phase path made every core write lines the other had just read
+// (packed B is read by every task) and wait at a barrier between the phases; at a few MFLOP per
+// GEMM both cost more than packing the small operand twice. Shares are rows (B copied: keeps a
+// layer's batch rows on the thread that computed them) or, where A is the smaller by 2x (dW of
+// a layer narrower than its output), strip columns (A copied). Same tiles and k-blocks, so the
+// same bits; db's column sums are added by the task that owns the strip, in k order.
+constexpr std::ptrdiff_t kSplitMaxCopy = std::ptrdiff_t(1) << 16;  // floats copied per thread
+
+enum class Split { none, rows, cols };
+
+Split gemm_split(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int threads) {
+  if (threads < 2) return Split::none;
+  const std::ptrdiff_t a = ceil_div(M, kMR) * kMR * K, b = ceil_div(N, kNR) * kNR * K;
+  if (a > kPackBudgetFloats || b > kPackBudgetFloats) return Split::none;
+  const bool rows = ceil_div(M, kMR) >= 2 * threads && b <= kSplitMaxCopy;
+  const bool cols = ceil_div(N, kNR) >= 2 * threads && a <= kSplitMaxCopy;
+  if (cols && (!rows || 2 * a < b)) return Split::cols;
+  return rows ? Split::rows : Split::none;
+}
+
+void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std::ptrdiff_t N,
+                    std::ptrdiff_t K, const Operand& A, const Operand& B, float* C,
+                    std::ptrdiff_t ldc, const Epilogue& ep, int threads, Split split) {
+  const std::ptrdiff_t panels_total = ceil_div(M, kMR), strips_total = ceil_div(N, kNR);
+  const bool by_rows = split == Split::rows;
+  const std::ptrdiff_t units = by_rows ? panels_total : strips_total;
+  OwnerBounds ob;
+  ob.owners = affine_owners(std::min<std::ptrdiff_t>(threads, units));
+  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = j;
+  with_reader(A, [&](auto ra) {
+    with_reader(B, [&](auto rb) {
+      parallel_for_affine(ob, [&](std::ptrdiff_t t) {
+        const std::ptrdiff_t u_lo = units * t / ob.owners, u_hi = units * (t + 1) / ob.owners;
+        const std::ptrdiff_t p_lo = by_rows ? u_lo : 0, n_panels = by_rows ? u_hi - u_lo : panels_total;
+        const std::ptrdiff_t s_lo = by_rows ? 0 : u_lo, n_strips = by_rows ? strips_total : u_hi - u_lo;
+        const std::ptrdiff_t i_base = p_lo * kMR, j_base = s_lo * kNR;
+        Scratch& sc = scratch();  // the running thread's own buffers
+        float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
+        float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
+        // Row shares: the first adds db's sums; column shares: each for its own strips.
+        float* colsum = by_rows && t > 0 ? nullptr : ep.colsum_b;
+        if (!A.z && A.rs == 1) {
+          pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, i_base, n_panels, M, Ap);
+        } else {
+          for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+            const std::ptrdiff_t kc = std::min(kKC, K - k0);
+            for (std::ptrdiff_t p = 0; p < n_panels; ++p) {
+              const std::ptrdiff_t i0 = i_base + p * kMR;
+              pack_a_panel(ra, i0, int(std::min<std::ptrdiff_t>(kMR, M - i0)), k0, kc,
+                           Ap + k0 * n_panels * kMR + p * kMR * kc);
+            }
+          }
+        }
+        if (!B.z && B.cs == 1 && !colsum) {
+          pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, j_base, n_strips, N, Bp);
+        } else {
+          for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+            const std::ptrdiff_t kc = std::min(kKC, K - k0);
+            for (std::ptrdiff_t sidx = 0; sidx < n_strips; ++sidx) {
+              const std::ptrdiff_t j0 = j_base + sidx * kNR;
+              pack_b_strip(rb, k0, kc, j0, int(std::min<std::ptrdiff_t>(kNR, N - j0)),
+                           Bp + k0 * n_strips * kNR + sidx * kNR * kc,
+                           colsum ? colsum + j0 : nullptr);
+            }
+          }
+        }
+        // Rows in blocks of at most MC, so A's k-block stays in L2.
+        for (std::ptrdiff_t q = 0; q < n_panels; q += kMC / kMR)
+          run_tiles(kern, ep, K, kKC, Ap, n_panels, q, std::min(n_panels, q + kMC / kMR),
+                    i_base, Bp, n_strips, 0, n_strips, j_base, M, N, C, ldc);
+      });
+    });
+  });
+}
+
 bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
   const long long macs = static_cast<long long>(M) * N * K;
   const long long limit = g_direct_limit.load(std::memory_order_relaxed);
@@ -441,6 +558,10 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
   }
   const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
   const int threads = serial ? 1 : num_threads();
+  if (const Split split = gemm_split(M, N, K, threads); split != Split::none) {
+    gemm_split_run(kern, kKC, M, N, K, A, B, C, ldc, ep, threads, split);
+    return;
+  }
 
   // Column chunks: all of N unless packed B (K x N) would exceed the budget.
   std::ptrdiff_t n_strips_total = ceil_div(N, kNR);
@@ -564,35 +685,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
         const std::ptrdiff_t p_hi = std::min(n_panels, p_lo + panels_per_block);
         const std::ptrdiff_t s_lo = cg * strips_per_group;
         const std::ptrdiff_t s_hi = std::min(n_strips, s_lo + strips_per_group);
-        alignas(64) float acc[kMR * kNR];
-        for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
-          const std::ptrdiff_t kc = std::min(kKC, K - k0);
-          const float* Ablk = Ap + k0 * n_panels * kMR;
-          const float* Bblk = Bp + k0 * n_strips * kNR;
-          const bool first = k0 == 0, last = k0 + kc >= K;
-          // Full tiles skip the acc round trip unless the activation needs the scalar or
-          // approximate vector forms of tile_store.
-          const bool fused_store =
-              kern.micro_to_c && (!last || !ep.y || ep.act == Act::identity ||
-                                  ep.act == Act::relu || ep.act == Act::leaky_relu);
-          for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
-            const std::ptrdiff_t j0 = j_base + sidx * kNR;
-            const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
-            const float* bs = Bblk + sidx * kNR * kc;
-            for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
-              const std::ptrdiff_t i0 = i_base + p * kMR;
-              const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
-              TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
-                              ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
-              if (fused_store && rows == kMR && cols == kNR) {
-                kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
-                continue;
-              }
-              kern.micro(kc, Ablk + p * kMR * kc, bs, acc, C + i0 * ldc + j0, ldc);
-              kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
-            }
-          }
-        }
+        run_tiles(kern, ep, K, kKC, Ap, n_panels, p_lo, p_hi, i_base, Bp, n_strips, s_lo, s_hi,
+                  j_base, M, N, C, ldc);
       }, serial);
       (void)n_rows;
       (void)n_cols;

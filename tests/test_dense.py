@@ -14,6 +14,11 @@ ACTS = list(R.ACTIVATIONS)
 SHAPES = [(b, i, o) for b, i, o in zip(ODD_SIZES, ODD_SIZES[3:] + ODD_SIZES[:3],
                                         ODD_SIZES[7:] + ODD_SIZES[:7])]
 SHAPES += [(1, 1, 1), (257, 257, 257), (200, 784, 300), (50, 1, 50), (65, 600, 17)]
+# Threaded GEMMs with one small operand take the one-phase split (gemm_split in gemm.cpp): by rows
+# (256x64x64, and dx of 200x64x300), by columns (dW of 200x64x300: A = x^T is the small one),
+# with odd edges (67x17x129).
+SPLIT_SHAPES = [(256, 64, 64), (200, 64, 300), (67, 17, 129)]
+SHAPES += SPLIT_SHAPES
 
 
 def make(rng, B, I, O):
@@ -71,7 +76,8 @@ def test_need_dx_false():
     assert_close(db, dbr, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("B,I,O", [(1024, 1024, 1024), (200, 784, 300), (257, 65, 1000)])
+@pytest.mark.parametrize("B,I,O", [(1024, 1024, 1024), (200, 784, 300), (257, 65, 1000)] +
+                         SPLIT_SHAPES)
 def test_bitwise_identical_across_thread_counts(B, I, O):
     rng = np.random.default_rng(7)
     x, W, b = make(rng, B, I, O)
