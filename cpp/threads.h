@@ -80,8 +80,12 @@ inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
 template <class F>
 void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
   const std::ptrdiff_t tasks = n_chunks(n, grain);
+  if (tasks < 2) {  // inline, before building the owner table
+    if (n > 0) fn(std::ptrdiff_t(0), n);
+    return;
+  }
   OwnerBounds ob;
-  ob.owners = tasks < 2 ? 1 : affine_owners(tasks);
+  ob.owners = affine_owners(tasks);
   for (int j = 0; j <= ob.owners; ++j) ob.b[j] = tasks * j / ob.owners;
   parallel_for_affine(
       ob,

@@ -7,6 +7,7 @@
 
 #include "loss_bce.h"
 #include "losses.h"
+#include "threads.h"
 
 namespace fastmlp {
 
@@ -215,14 +216,19 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
     const std::ptrdiff_t r0 = k * batch_size_;
     const std::ptrdiff_t B = std::min(batch_size_, n_order - r0);
     if (B <= 0) break;
-    // Gather the batch's rows into contiguous buffers.
-    for (std::ptrdiff_t r = 0; r < B; ++r) {
-      const std::int64_t src = order[r0 + r];
-      std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
-      if (y.labels) lb_[r] = y.labels[src];
-      else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
-      if (y.weights) wb_[r] = y.weights[src];
-    }
+    // Gather the batch's rows into contiguous buffers, on the pool in row shares like the first
+    // layer's GEMM (each thread copies the rows it packs next): serial, a 200 x 784 batch's copy
+    // was 3% of an mnist step with the other core idle.
+    parallel_elementwise(B, std::max<std::ptrdiff_t>(1, kElementwiseGrain / std::max<std::ptrdiff_t>(I, 1)),
+                         [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+      for (std::ptrdiff_t r = lo; r < hi; ++r) {
+        const std::int64_t src = order[r0 + r];
+        std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
+        if (y.labels) lb_[r] = y.labels[src];
+        else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
+        if (y.weights) wb_[r] = y.weights[src];
+      }
+    });
     const std::uint64_t step = static_cast<std::uint64_t>(step0 + (k - b0));
     // The training forward pass moves the running statistics: keep them to roll back a
     // rejected step (a few KiB: 2 floats per batch-norm unit).
