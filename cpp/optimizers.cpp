@@ -129,14 +129,21 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   }
 #endif
   partial.assign(tasks.size(), 0.0);
+  // Chunks go to threads in fixed contiguous shares, the same in the norm pass, the update pass
+  // and every step, so each thread's moments (m, v or the velocity) and the gradients it reads
+  // twice stay in its core's cache. Claimed in any order, they moved between the cores every
+  // step: Adam was 15% of a digits step for 51k parameters that fit in L2.
+  OwnerBounds ob;
+  ob.owners = serial ? 1 : affine_owners(n_tasks);
+  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = n_tasks * j / ob.owners;
   auto ordered_norm = [&] {
     double sum = 0.0;
     for (double s : partial) sum += s;
     return std::sqrt(sum);
   };
   auto update = [&](float scale) {
-    parallel_for(
-        n_tasks,
+    parallel_for_affine(
+        ob,
         [&](std::ptrdiff_t t) {
           const Task& k = tasks[t];
           const OptimSlot& s = slots[k.slot];
@@ -156,8 +163,8 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   }
   // clip_grad_norm_ and the non-finite guard need the global norm before any element is
   // updated: one read-only pass.
-  parallel_for(
-      n_tasks,
+  parallel_for_affine(
+      ob,
       [&](std::ptrdiff_t t) {
         const Task& k = tasks[t];
         partial[t] = sumsq_chunk(k.end - k.begin, slots[k.slot].grad + k.begin, cv);
