@@ -266,6 +266,38 @@ void pack_rows_plain(const float* src, std::ptrdiff_t ld, std::ptrdiff_t k_lo,
   }
 }
 
+// Panels [p_lo, p_hi) of a block of n_panels (rows from i_base), every k-block, into the packed
+// layout of phase 1 (per k-block k0: panel p at Ap + k0 * n_panels * MR + p * MR * kc).
+template <class R>
+void pack_a_panels(const R& rd, std::ptrdiff_t i_base, std::ptrdiff_t p_lo, std::ptrdiff_t p_hi,
+                   std::ptrdiff_t n_panels, std::ptrdiff_t M, std::ptrdiff_t K,
+                   std::ptrdiff_t kKC, float* Ap) {
+  for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+    const std::ptrdiff_t kc = std::min(kKC, K - k0);
+    for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
+      const std::ptrdiff_t i0 = i_base + p * kMR;
+      pack_a_panel(rd, i0, int(std::min<std::ptrdiff_t>(kMR, M - i0)), k0, kc,
+                   Ap + k0 * n_panels * kMR + p * kMR * kc);
+    }
+  }
+}
+
+// Strips [s_lo, s_hi) of a block of n_strips (columns from j_base), every k-block in order, into
+// the packed layout of phase 1; adds their column sums to colsum (indexed by column) when set.
+template <class R>
+void pack_b_strips(const R& rd, std::ptrdiff_t j_base, std::ptrdiff_t s_lo, std::ptrdiff_t s_hi,
+                   std::ptrdiff_t n_strips, std::ptrdiff_t N, std::ptrdiff_t K,
+                   std::ptrdiff_t kKC, float* Bp, float* colsum) {
+  for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+    const std::ptrdiff_t kc = std::min(kKC, K - k0);
+    for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
+      const std::ptrdiff_t j0 = j_base + sidx * kNR;
+      pack_b_strip(rd, k0, kc, j0, int(std::min<std::ptrdiff_t>(kNR, N - j0)),
+                   Bp + k0 * n_strips * kNR + sidx * kNR * kc, colsum ? colsum + j0 : nullptr);
+    }
+  }
+}
+
 struct Scratch {
   std::vector<float> a, b, da, db;
 };
@@ -445,7 +477,8 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
 // GEMM both cost more than packing the small operand twice. Shares are rows (B copied: keeps a
 // layer's batch rows on the thread that computed them) or, where A is the smaller by 2x (dW of
 // a layer narrower than its output), strip columns (A copied). Same tiles and k-blocks, so the
-// same bits; db's column sums are added by the task that owns the strip, in k order.
+// same bits; db's column sums are added in k order by the first row share, or by each column
+// share for its own strips.
 constexpr std::ptrdiff_t kSplitMaxCopy = std::ptrdiff_t(1) << 16;  // floats copied per thread
 
 enum class Split { none, rows, cols };
@@ -466,46 +499,30 @@ void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, s
   const std::ptrdiff_t panels_total = ceil_div(M, kMR), strips_total = ceil_div(N, kNR);
   const bool by_rows = split == Split::rows;
   const std::ptrdiff_t units = by_rows ? panels_total : strips_total;
-  OwnerBounds ob;
-  ob.owners = affine_owners(std::min<std::ptrdiff_t>(threads, units));
-  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = j;
+  // One task per thread: task t is share t.
+  const OwnerBounds ob = even_shares(std::min<std::ptrdiff_t>(threads, units));
   with_reader(A, [&](auto ra) {
     with_reader(B, [&](auto rb) {
       parallel_for_affine(ob, [&](std::ptrdiff_t t) {
         const std::ptrdiff_t u_lo = units * t / ob.owners, u_hi = units * (t + 1) / ob.owners;
-        const std::ptrdiff_t p_lo = by_rows ? u_lo : 0, n_panels = by_rows ? u_hi - u_lo : panels_total;
-        const std::ptrdiff_t s_lo = by_rows ? 0 : u_lo, n_strips = by_rows ? strips_total : u_hi - u_lo;
+        const std::ptrdiff_t p_lo = by_rows ? u_lo : 0;
+        const std::ptrdiff_t n_panels = by_rows ? u_hi - u_lo : panels_total;
+        const std::ptrdiff_t s_lo = by_rows ? 0 : u_lo;
+        const std::ptrdiff_t n_strips = by_rows ? strips_total : u_hi - u_lo;
         const std::ptrdiff_t i_base = p_lo * kMR, j_base = s_lo * kNR;
         Scratch& sc = scratch();  // the running thread's own buffers
         float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
         float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
         // Row shares: the first adds db's sums; column shares: each for its own strips.
         float* colsum = by_rows && t > 0 ? nullptr : ep.colsum_b;
-        if (!A.z && A.rs == 1) {
+        if (!A.z && A.rs == 1)
           pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, i_base, n_panels, M, Ap);
-        } else {
-          for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
-            const std::ptrdiff_t kc = std::min(kKC, K - k0);
-            for (std::ptrdiff_t p = 0; p < n_panels; ++p) {
-              const std::ptrdiff_t i0 = i_base + p * kMR;
-              pack_a_panel(ra, i0, int(std::min<std::ptrdiff_t>(kMR, M - i0)), k0, kc,
-                           Ap + k0 * n_panels * kMR + p * kMR * kc);
-            }
-          }
-        }
-        if (!B.z && B.cs == 1 && !colsum) {
+        else
+          pack_a_panels(ra, i_base, 0, n_panels, n_panels, M, K, kKC, Ap);
+        if (!B.z && B.cs == 1 && !colsum)
           pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, j_base, n_strips, N, Bp);
-        } else {
-          for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
-            const std::ptrdiff_t kc = std::min(kKC, K - k0);
-            for (std::ptrdiff_t sidx = 0; sidx < n_strips; ++sidx) {
-              const std::ptrdiff_t j0 = j_base + sidx * kNR;
-              pack_b_strip(rb, k0, kc, j0, int(std::min<std::ptrdiff_t>(kNR, N - j0)),
-                           Bp + k0 * n_strips * kNR + sidx * kNR * kc,
-                           colsum ? colsum + j0 : nullptr);
-            }
-          }
-        }
+        else
+          pack_b_strips(rb, j_base, 0, n_strips, n_strips, N, K, kKC, Bp, colsum);
         // Rows in blocks of at most MC, so A's k-block stays in L2.
         for (std::ptrdiff_t q = 0; q < n_panels; q += kMC / kMR)
           run_tiles(kern, ep, K, kKC, Ap, n_panels, q, std::min(n_panels, q + kMC / kMR),
@@ -628,31 +645,16 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
               pack_rows_plain<kMR>(A.p, A.cs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
                                    i_base, n_panels, M, Ap);
             } else if (t < a_tasks) {
-              std::ptrdiff_t p_end = std::min(n_panels, (t + 1) * a_group);
-              for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
-                std::ptrdiff_t kc = std::min(kKC, K - k0);
-                for (std::ptrdiff_t p = t * a_group; p < p_end; ++p) {
-                  std::ptrdiff_t i0 = i_base + p * kMR;
-                  pack_a_panel(ra, i0, int(std::min<std::ptrdiff_t>(kMR, M - i0)), k0, kc,
-                               Ap + k0 * n_panels * kMR + p * kMR * kc);
-                }
-              }
+              pack_a_panels(ra, i_base, t * a_group, std::min(n_panels, (t + 1) * a_group),
+                            n_panels, M, K, kKC, Ap);
             } else if (b_by_rows) {
               const std::ptrdiff_t k_lo = (t - a_tasks) * kPackRows;
               pack_rows_plain<kNR>(B.p, B.rs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
                                    j_base, n_strips, N, Bp);
             } else {
-              std::ptrdiff_t tb = t - a_tasks;
-              std::ptrdiff_t s_end = std::min(n_strips, (tb + 1) * b_group);
-              for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
-                std::ptrdiff_t kc = std::min(kKC, K - k0);
-                for (std::ptrdiff_t sidx = tb * b_group; sidx < s_end; ++sidx) {
-                  std::ptrdiff_t j0 = j_base + sidx * kNR;
-                  pack_b_strip(rb, k0, kc, j0, int(std::min<std::ptrdiff_t>(kNR, N - j0)),
-                               Bp + k0 * n_strips * kNR + sidx * kNR * kc,
-                               ep.colsum_b ? ep.colsum_b + j0 : nullptr);
-                }
-              }
+              const std::ptrdiff_t tb = t - a_tasks;
+              pack_b_strips(rb, j_base, tb * b_group, std::min(n_strips, (tb + 1) * b_group),
+                            n_strips, N, K, kKC, Bp, ep.colsum_b);
             }
           }, serial);
         });
@@ -676,9 +678,7 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       // Affinity: thread j computes the j-th share of the tasks, row-block major, i.e. the rows
       // whose A panels it packed in phase 1 and whose outputs the next layer's GEMM will give it
       // again (same batch rows), so neither crosses cores.
-      OwnerBounds ob2;
-      ob2.owners = serial ? 1 : affine_owners(row_blocks * col_groups);
-      for (int j = 0; j <= ob2.owners; ++j) ob2.b[j] = row_blocks * col_groups * j / ob2.owners;
+      const OwnerBounds ob2 = even_shares(row_blocks * col_groups, serial);
       parallel_for_affine(ob2, [&](std::ptrdiff_t t) {
         const std::ptrdiff_t rb = t / col_groups, cg = t % col_groups;
         const std::ptrdiff_t p_lo = rb * panels_per_block;

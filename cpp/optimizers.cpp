@@ -133,9 +133,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   // and every step, so each thread's moments (m, v or the velocity) and the gradients it reads
   // twice stay in its core's cache. Claimed in any order, they moved between the cores every
   // step: Adam was 15% of a digits step for 51k parameters that fit in L2.
-  OwnerBounds ob;
-  ob.owners = serial ? 1 : affine_owners(n_tasks);
-  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = n_tasks * j / ob.owners;
+  const OwnerBounds ob = even_shares(n_tasks, serial);
   auto ordered_norm = [&] {
     double sum = 0.0;
     for (double s : partial) sum += s;

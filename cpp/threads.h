@@ -39,6 +39,14 @@ struct OwnerBounds {
 // The number of threads an affine job of n_tasks spreads over (callers size their ranges).
 int affine_owners(std::ptrdiff_t n_tasks);
 
+// n_tasks cut into affine_owners(n_tasks) contiguous equal shares (one share when serial).
+inline OwnerBounds even_shares(std::ptrdiff_t n_tasks, bool serial = false) {
+  OwnerBounds ob;
+  ob.owners = serial ? 1 : affine_owners(n_tasks);
+  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = n_tasks * j / ob.owners;
+  return ob;
+}
+
 template <class F>
 void parallel_for_affine(const OwnerBounds& ob, F&& fn, bool serial = false) {
   const std::ptrdiff_t n_tasks = ob.b[ob.owners];
@@ -74,9 +82,9 @@ inline std::ptrdiff_t n_chunks(std::ptrdiff_t n, std::ptrdiff_t grain) {
 
 // fn(begin, end) over [0, n) in chunks of `grain` elements on the pool, inline below two
 // chunks. For elementwise passes: the split depends on n alone and each element is computed
-// alone, so the bits never depend on the thread count.
-// Chunks go to threads in contiguous shares (parallel_for_affine), like the GEMMs' rows, so a
-// thread mostly touches the rows it wrote.
+// alone, so the bits never depend on the thread count. Chunks go to threads in contiguous
+// shares (parallel_for_affine), like the GEMMs' rows, so a thread mostly touches the rows it
+// wrote.
 template <class F>
 void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
   const std::ptrdiff_t tasks = n_chunks(n, grain);
@@ -84,16 +92,10 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
     if (n > 0) fn(std::ptrdiff_t(0), n);
     return;
   }
-  OwnerBounds ob;
-  ob.owners = affine_owners(tasks);
-  for (int j = 0; j <= ob.owners; ++j) ob.b[j] = tasks * j / ob.owners;
-  parallel_for_affine(
-      ob,
-      [&](std::ptrdiff_t t) {
-        const std::ptrdiff_t lo = t * grain;
-        fn(lo, lo + grain < n ? lo + grain : n);
-      },
-      tasks < 2);
+  parallel_for_affine(even_shares(tasks), [&](std::ptrdiff_t t) {
+    const std::ptrdiff_t lo = t * grain;
+    fn(lo, lo + grain < n ? lo + grain : n);
+  });
 }
 
 // Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):

@@ -219,8 +219,8 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
     // Gather the batch's rows into contiguous buffers, on the pool in row shares like the first
     // layer's GEMM (each thread copies the rows it packs next): serial, a 200 x 784 batch's copy
     // was 3% of an mnist step with the other core idle.
-    parallel_elementwise(B, std::max<std::ptrdiff_t>(1, kElementwiseGrain / std::max<std::ptrdiff_t>(I, 1)),
-                         [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    const std::ptrdiff_t rows_per_chunk = std::max<std::ptrdiff_t>(1, kElementwiseGrain / I);
+    parallel_elementwise(B, rows_per_chunk, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
       for (std::ptrdiff_t r = lo; r < hi; ++r) {
         const std::int64_t src = order[r0 + r];
         std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
