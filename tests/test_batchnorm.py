@@ -152,7 +152,7 @@ def test_large_mean_small_spread_stays_accurate():
 # --- determinism ---
 
 @pytest.mark.parametrize("isa_name", available_isas())
-@pytest.mark.parametrize("shape", [(1024, 300), (257, 1000), (4000, 9)])
+@pytest.mark.parametrize("shape", [(1024, 300), (257, 1000), (4000, 9), (17, 8200)])
 def test_bitwise_identical_for_1_and_2_threads(shape, isa_name):
     rng = np.random.default_rng(6)
     x, gamma, beta, rm, rv = _forward_args(rng, *shape)
