@@ -140,7 +140,10 @@ void bind_train(py::module_& m) {
              }
              return log_dict(log);
            })
-      .def("penalty", [](PyTrainer& t) { return t.trainer->penalty(); });
+      .def("penalty", [](PyTrainer& t) { return t.trainer->penalty(); })
+      .def("row_shards", [](PyTrainer& t, std::ptrdiff_t rows) { return t.trainer->shards_for(rows); },
+           py::arg("rows"),
+           "Row shards a training step of `rows` rows is cut into (0: layer by layer).");
 }
 
 }  // namespace fastmlp

@@ -23,11 +23,13 @@ inline float dropout_uniform(std::uint64_t key, std::uint64_t i) {
          (1.0f / 16777216.0f);
 }
 
-// mask[i] = 1 / (1 - rate) where the element is kept (u >= rate), else 0.
-inline void dropout_mask(std::uint64_t key, float rate, std::int64_t n, float* mask) {
+// mask[i] = 1 / (1 - rate) where element first + i is kept (u >= rate), else 0: a row shard
+// of a layer draws its slice of the whole layer's mask.
+inline void dropout_mask(std::uint64_t key, float rate, std::int64_t n, float* mask,
+                         std::int64_t first = 0) {
   const float scale = 1.0f / (1.0f - rate);
   for (std::int64_t i = 0; i < n; ++i)
-    mask[i] = dropout_uniform(key, static_cast<std::uint64_t>(i)) >= rate ? scale : 0.0f;
+    mask[i] = dropout_uniform(key, static_cast<std::uint64_t>(first + i)) >= rate ? scale : 0.0f;
 }
 
 }  // namespace fastmlp

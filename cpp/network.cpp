@@ -78,87 +78,120 @@ void Network::reserve(std::ptrdiff_t rows) {
   }
   g0_.resize(static_cast<size_t>(rows * widest));
   g1_.resize(static_cast<size_t>(rows * widest));
+  widest_ = widest;
   rows_ = rows;
+}
+
+bool Network::row_local(bool training) const {
+  if (!training) return true;
+  for (const LayerSpec& s : layers_)
+    if (s.batchnorm && s.trainable) return false;
+  return true;
+}
+
+void Network::begin_pass(std::ptrdiff_t B, bool training) {
+  reserve(B);
+  training_pass_ = training;
+  batch_rows_ = B;
 }
 
 const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, std::uint64_t seed,
                               std::uint64_t step) {
-  reserve(B);
-  training_pass_ = training;
-  const float* in = x;
+  begin_pass(B, training);
+  forward_rows(0, B, x, seed, step);
+  return output();
+}
+
+void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
+                           std::uint64_t seed, std::uint64_t step) {
+  const bool training = training_pass_;
+  const std::ptrdiff_t B = r1 - r0;
+  const float* in = x + r0 * n_inputs();
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& s = layers_[l];
     LayerWork& w = work_[l];
     const float* W = params_ + s.w;
     const float* b = s.b >= 0 ? params_ + s.b : nullptr;
     const bool train_mode = training && s.trainable;
-    const std::ptrdiff_t n = B * s.out;
+    const std::ptrdiff_t n = B * s.out, off = r0 * s.out;
+    float* z = w.z.data() + off;
+    float* a = w.a.data() + off;
     if (!s.batchnorm) {
-      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, w.a.data(), w.z.data());
+      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, a, z);
     } else {
       // z only: y = identity(z) would be a second copy of z, overwritten below.
-      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, w.z.data());
+      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z);
       // Batch statistics need at least two rows; a single row is normalised with the running
       // statistics instead (the trainer never forms such a batch when batch norm is on).
-      const bool batch_stats = train_mode && B > 1;
-      batchnorm_forward(B, s.out, w.z.data(), params_ + s.gamma, params_ + s.beta,
+      // Batch statistics take the whole batch: row shards only run without them.
+      const bool batch_stats = train_mode && batch_rows_ > 1;
+      float* u = w.u.data() + off;
+      batchnorm_forward(B, s.out, z, params_ + s.gamma, params_ + s.beta,
                         stats_ + s.running_mean, stats_ + s.running_var, batch_stats,
-                        s.bn_momentum, s.bn_eps, w.u.data(), w.mean.data(), w.inv_std.data());
-      const float* u = w.u.data();
-      float* a = w.a.data();
+                        s.bn_momentum, s.bn_eps, u, w.mean.data(), w.inv_std.data());
       parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
         act_row_any(s.act, u + lo, a + lo, hi - lo, s.alpha);
       });
     }
     if (train_mode && s.dropout > 0.f) {
       const std::uint64_t key = dropout_key(seed, step, static_cast<std::uint64_t>(s.index));
-      dropout_mask(key, s.dropout, n, w.mask.data());
-      for (std::ptrdiff_t i = 0; i < n; ++i) w.a[i] *= w.mask[i];
+      float* mask = w.mask.data() + off;
+      dropout_mask(key, s.dropout, n, mask, off);
+      for (std::ptrdiff_t i = 0; i < n; ++i) a[i] *= mask[i];
     }
-    in = w.a.data();
+    in = a;
   }
-  return in;
 }
 
 void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, float* grads) {
+  backward_rows(0, B, x, dout, grads);
+}
+
+void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
+                            const float* dout, float* grads) {
   const int lo = lowest_trainable();
   if (lo < 0) return;
+  const std::ptrdiff_t B = r1 - r0;
   // g = dL/d(output of layer l), always in one of the two ping-pong buffers; `other` is free.
-  float* g = g0_.data();
-  float* other = g1_.data();
-  std::memcpy(g, dout, sizeof(float) * static_cast<size_t>(B * n_outputs()));
+  // A shard's part of each is rows [r0, r1) at the widest layer's width: shards never overlap.
+  float* g = g0_.data() + r0 * widest_;
+  float* other = g1_.data() + r0 * widest_;
+  std::memcpy(g, dout + r0 * n_outputs(), sizeof(float) * static_cast<size_t>(B * n_outputs()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= lo; --l) {
     const LayerSpec& s = layers_[l];
     LayerWork& w = work_[l];
     const bool train_mode = training_pass_ && s.trainable;
-    const std::ptrdiff_t n = B * s.out;
-    const float* in = l == 0 ? x : work_[l - 1].a.data();
+    const std::ptrdiff_t n = B * s.out, off = r0 * s.out;
+    const float* in = l == 0 ? x + r0 * s.in : work_[l - 1].a.data() + r0 * s.in;
     const float* W = params_ + s.w;
+    const float* z = w.z.data() + off;
     const bool need_dx = l > lo;
-    if (train_mode && s.dropout > 0.f)
-      for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= w.mask[i];
+    if (train_mode && s.dropout > 0.f) {
+      const float* mask = w.mask.data() + off;
+      for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= mask[i];
+    }
     if (!s.batchnorm) {
       // act'(z) is fused into the GEMMs; dx goes to the free buffer.
       float* dx = need_dx ? other : nullptr;
       if (s.trainable)
-        dense_backward(B, s.in, s.out, g, in, W, w.z.data(), s.act, s.alpha, dx, grads + s.w,
+        dense_backward(B, s.in, s.out, g, in, W, z, s.act, s.alpha, dx, grads + s.w,
                        grads + s.b);
       else
-        dense_backward_input(B, s.in, s.out, g, W, w.z.data(), s.act, s.alpha, dx);
+        dense_backward_input(B, s.in, s.out, g, W, z, s.act, s.alpha, dx);
       std::swap(g, other);
       continue;
     }
     // Batch norm: du = g * act'(u) into the free buffer, dz into g's (g is no longer needed),
     // then dx into du's buffer, which becomes g.
     float* du = other;
-    const float* u = w.u.data();
+    const float* u = w.u.data() + off;
     parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
       dz_row_any(s.act, g + lo, u + lo, du + lo, hi - lo, s.alpha);
     });
     float* dz = g;
-    if (train_mode && B > 1) {
-      batchnorm_backward(B, s.out, du, w.z.data(), params_ + s.gamma, w.mean.data(),
-                         w.inv_std.data(), dz, grads + s.gamma, grads + s.beta);
+    if (train_mode && batch_rows_ > 1) {
+      batchnorm_backward(B, s.out, du, z, params_ + s.gamma, w.mean.data(), w.inv_std.data(),
+                         dz, grads + s.gamma, grads + s.beta);
     } else {
       // Inference-mode normalisation is affine in z: dz = du * gamma * inv_std.
       const float* gamma = params_ + s.gamma;
@@ -173,7 +206,7 @@ void Network::backward(std::ptrdiff_t B, const float* x, const float* dout, floa
         std::fill(dbeta, dbeta + s.out, 0.f);
         for (std::ptrdiff_t r = 0; r < B; ++r)
           for (std::ptrdiff_t j = 0; j < s.out; ++j) {
-            const float xhat = (w.z[r * s.out + j] - w.mean[j]) * w.inv_std[j];
+            const float xhat = (z[r * s.out + j] - w.mean[j]) * w.inv_std[j];
             dgamma[j] += du[r * s.out + j] * xhat;
             dbeta[j] += du[r * s.out + j];
           }

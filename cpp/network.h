@@ -63,6 +63,24 @@ class Network {
   // trainable layer: nothing below it is computed. Requires the forward pass just before.
   void backward(std::ptrdiff_t B, const float* x, const float* dout, float* grads);
 
+  // The same passes by row shards, for callers that run shards side by side (one per pool
+  // task, each inside a SerialScope): begin_pass(B, training) once, then forward_rows for
+  // every shard, then backward_rows for every shard. A shard's rows [r0, r1) are slices of
+  // the layer buffers, so shards never write the same memory. x and dout are the whole
+  // batch's. backward_rows writes the gradients of the shard's rows alone: the caller sums
+  // the shards' grads. Only for networks whose forward pass is row by row:
+  // row_local(training).
+  void begin_pass(std::ptrdiff_t B, bool training);
+  void forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x, std::uint64_t seed,
+                    std::uint64_t step);
+  void backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x, const float* dout,
+                     float* grads);
+  // The last layer's output buffer (rows, out) of the current pass.
+  const float* output() const { return work_.back().a.data(); }
+  // True when every layer's training (or inference) forward pass treats each row on its own:
+  // no batch statistics, i.e. no trainable batch-norm layer in training.
+  bool row_local(bool training) const;
+
   // Index of the lowest trainable layer, or -1 when every layer is frozen.
   int lowest_trainable() const;
   // Inference over n rows in chunks of `batch` rows, writing (n, out) to `out`.
@@ -77,7 +95,8 @@ class Network {
   std::ptrdiff_t n_stats_;
   std::vector<LayerWork> work_;
   std::vector<float> g0_, g1_;  // ping-pong gradient buffers (rows x widest layer)
-  std::ptrdiff_t rows_ = 0;
+  std::ptrdiff_t rows_ = 0, widest_ = 0;
+  std::ptrdiff_t batch_rows_ = 0;  // rows of the current pass (all shards together)
   bool training_pass_ = false;
 };
 

@@ -264,7 +264,14 @@ class Pool {
 
 }  // namespace
 
-int num_threads() { return Pool::get().threads(); }
+namespace {
+thread_local int t_serial_depth = 0;
+}
+
+SerialScope::SerialScope() { ++t_serial_depth; }
+SerialScope::~SerialScope() { --t_serial_depth; }
+
+int num_threads() { return t_serial_depth > 0 ? 1 : Pool::get().threads(); }
 void set_num_threads(int n) { Pool::get().set_threads(std::min(n, 0xffff)); }
 
 void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {

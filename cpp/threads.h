@@ -11,8 +11,21 @@
 namespace fastmlp {
 
 // Number of threads the kernels use (>= 1). Initialised from FASTMLP_NUM_THREADS or the core count.
+// 1 on a thread inside a SerialScope.
 int num_threads();
 void set_num_threads(int n);
+
+// While one lives, every kernel called on this thread runs inline on it (num_threads() is 1
+// here, so no parallel_for reaches the pool): for work already spread over the pool one piece
+// per task, such as the trainer's row shards, whose kernels must not queue a job of their own
+// from inside a job.
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+};
 
 // Runs fn(task) for task in [0, n_tasks) on the pool's threads (the calling thread takes part);
 // returns when every task has finished. Use parallel_for.

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "network.h"
@@ -92,6 +93,9 @@ class Trainer {
   // The regularisation penalty at the current weights.
   double penalty() const;
 
+  // Row shards of a B-row training step (0: the layer-by-layer path); see trainer.cpp.
+  int shards_for(std::ptrdiff_t B) const;
+
  private:
   double loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
                    const float* values, const float* weights, float* dout,
@@ -103,6 +107,8 @@ class Trainer {
   double optimizer_step(double lr, std::int64_t step);
   // True when every param, optimizer state and running statistic the steps write is finite.
   bool state_is_finite() const;
+  const float* forward_shards(int S, std::ptrdiff_t B, std::uint64_t seed, std::uint64_t step);
+  void backward_shards(int S, std::ptrdiff_t B);
 
   Network& net_;
   LossKind loss_;
@@ -117,6 +123,10 @@ class Trainer {
   std::vector<float> stats_before_;  // stats_ before this step's forward pass
   std::vector<float> xb_, vb_, wb_, dout_;
   std::vector<std::int64_t> lb_;
+  bool shardable_ = false;          // the network qualifies for row shards (shards_for)
+  std::vector<float> shard_grads_;  // shards 1.. write their gradients here, n_params each
+  // The trainable gradient ranges in pieces: (offset in params, length), for the shard sum.
+  std::vector<std::pair<std::ptrdiff_t, std::ptrdiff_t>> grad_pieces_;
 };
 
 }  // namespace fastmlp
