@@ -13,6 +13,9 @@
 namespace fastmlp {
 namespace {
 
+// Elements of a softmax row summed in float before the sum is widened to double.
+constexpr std::ptrdiff_t kSumBlock = 256;
+
 // Lanes [0, r) set: row tails go through maskload/maskstore, so every element of a row takes the
 // same exp (a scalar tail would round differently from the body).
 inline __m256i tail_mask(std::ptrdiff_t r) {
@@ -67,9 +70,9 @@ void exp_f32_avx2(std::ptrdiff_t n, const float* x, float* y) {
 }
 
 // Rows [b0, b1) of logits (B, C), labels (B) -> dlogits rows; returns the summed row losses.
-// Each row: max, then e = exp(x - max) stored into dlogits while summing it in double (8 float
-// lanes widened to 4 x 2 double accumulators: the sum feeds every dlogit, and float lanes over
-// long rows drift), then one scaling pass over the L1-resident row.
+// Each row: max, then e = exp(x - max) stored into dlogits while summing it: in float within
+// blocks of kSumBlock elements, in double across blocks (the sum feeds every dlogit, and float
+// lanes over long rows drift), then one scaling pass over the L1-resident row.
 double softmax_xent_rows_avx2(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptrdiff_t C,
                               const float* logits, const std::int64_t* labels, float* dlogits,
                               float inv_B) {
@@ -81,13 +84,24 @@ double softmax_xent_rows_avx2(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptrdiff
     const __m256 vm = _mm256_set1_ps(m);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
     std::ptrdiff_t j = 0;
-    for (; j + 16 <= C; j += 16) {
-      const __m256 e0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
-      const __m256 e1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
-      _mm256_storeu_ps(d + j, e0);
-      _mm256_storeu_ps(d + j + 8, e1);
-      add_to_double(e0, s0, s1);
-      add_to_double(e1, s2, s3);
+    while (j + 16 <= C) {
+      // Float sums over a block of kSumBlock elements (each term in (0, 1], at most 16 per
+      // lane: 1e-6 relative at worst), folded into double once per block. Widening every
+      // vector took 4 conversions and adds per 8 exps and pushed the exp constants out of the
+      // 16 ymm registers (reloaded from the stack each vector): 120 us at (200, 784), one
+      // thread, 2.9 cycles per element.
+      const std::ptrdiff_t end = j + kSumBlock < C ? j + kSumBlock : C;
+      __m256 f0 = _mm256_setzero_ps(), f1 = f0;
+      for (; j + 16 <= end; j += 16) {
+        const __m256 e0 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
+        const __m256 e1 = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vm));
+        _mm256_storeu_ps(d + j, e0);
+        _mm256_storeu_ps(d + j + 8, e1);
+        f0 = _mm256_add_ps(f0, e0);
+        f1 = _mm256_add_ps(f1, e1);
+      }
+      add_to_double(f0, s0, s1);
+      add_to_double(f1, s2, s3);
     }
     for (; j + 8 <= C; j += 8) {
       const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm));
