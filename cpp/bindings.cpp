@@ -22,6 +22,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("num_threads", &num_threads);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be >= 1");
+    // It waits for the pool's running job: without the GIL, so other Python threads run meanwhile.
+    py::gil_scoped_release no_gil;
     set_num_threads(n);
   });
   m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);

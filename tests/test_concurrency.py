@@ -128,18 +128,24 @@ def test_changing_the_thread_count_while_predicting_changes_no_result():
     want = model.predict(X)
     stop = threading.Event()
     old = fastmlp.get_num_threads()
+    flips = [0]
 
     def flipper():
         counts = (1, 2, 3, 8)
-        i = 0
         while not stop.is_set():
-            fastmlp.set_num_threads(counts[i % len(counts)])
-            i += 1
-        return i
+            fastmlp.set_num_threads(counts[flips[0] % len(counts)])
+            flips[0] += 1
+        return flips[0]
 
     def predictor():
+        # At least 15 calls each, and on until the count has cycled through every value
+        # several times: on a loaded machine the flipper may get little time, and a test in
+        # which the count never changed would prove nothing.
         try:
-            return [model.predict(X) for _ in range(15)]
+            outs = []
+            while len(outs) < 15 or (flips[0] < 12 and len(outs) < 3000):
+                outs.append(model.predict(X))
+            return outs
         finally:
             stop.set()
 
@@ -147,7 +153,7 @@ def test_changing_the_thread_count_while_predicting_changes_no_result():
         got = run_concurrently([flipper] + [predictor] * 4)
     finally:
         fastmlp.set_num_threads(old)
-    assert got[0] > 1, "the thread count was changed during the predictions"
+    assert got[0] >= 12, f"the thread count changed only {got[0]} times during the predictions"
     for t, outs in enumerate(got[1:]):
         for r, out in enumerate(outs):
             assert_same_bits(out, want, f"predictor {t}, call {r}")
