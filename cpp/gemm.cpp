@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -48,14 +49,43 @@ struct Kernels {
   SmallTile small;
   SmallTileToC small_to_c;  // may be null
   ColSums col_sums;          // may be null
+  MicroKernelToC micro_pair_to_c;  // may be null: two adjacent full panels x one full strip
 };
+
+bool cpu_has_avx512f() {
+#if defined(FASTMLP_HAVE_AVX512_KERNEL) && (defined(__GNUC__) || defined(__clang__))
+  // libgcc's check also requires the OS to save the zmm and mask registers (XCR0).
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+std::atomic<bool>& avx512_slot() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("FASTMLP_AVX512");
+    return cpu_has_avx512f() && !(env && std::strcmp(env, "0") == 0);
+  }()};
+  return on;
+}
 
 Kernels pick_kernels() {
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) return {microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2,
-                                          small_tile_to_c_avx2, col_sums_avx2};
+  if (active_isa() == Isa::avx2) {
+    Kernels k{microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2,
+              small_tile_to_c_avx2, col_sums_avx2, nullptr};
+#ifdef FASTMLP_HAVE_AVX512_KERNEL
+    if (avx512_slot().load(std::memory_order_relaxed)) k.micro_pair_to_c = microkernel_pair_to_c_avx512;
 #endif
-  return {microkernel_generic, nullptr, tile_store_generic, small_tile_generic, nullptr, nullptr};
+    return k;
+  }
+#endif
+  return {microkernel_generic, nullptr, tile_store_generic, small_tile_generic, nullptr, nullptr,
+          nullptr};
 }
 
 // GEMMs of at most this many multiply-adds take the direct path (no packing, no task split):
@@ -453,11 +483,18 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
       const std::ptrdiff_t j0 = j_base + sidx * kNR;
       const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
       const float* bs = Bblk + sidx * kNR * kc;
+      // Two full panels at a time where the CPU has the pair kernel (same bits).
+      const bool pairs = fused_store && kern.micro_pair_to_c && cols == kNR;
       for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
         const std::ptrdiff_t i0 = i_base + p * kMR;
         const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
         TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
                         ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+        if (pairs && p + 1 < p_hi && i0 + 2 * kMR <= M) {
+          kern.micro_pair_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
+          ++p;
+          continue;
+        }
         if (fused_store && rows == kMR && cols == kNR) {
           kern.micro_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
           continue;
@@ -544,6 +581,14 @@ bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K
 }  // namespace
 
 void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
+
+bool gemm_avx512_available() { return cpu_has_avx512f(); }
+bool gemm_avx512_enabled() { return avx512_slot().load(); }
+bool set_gemm_avx512(bool on) {
+  if (on && !cpu_has_avx512f()) return false;
+  avx512_slot().store(on);
+  return true;
+}
 
 
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A_in,

@@ -36,6 +36,12 @@ struct Epilogue {
 
 // GEMMs with M * N * K <= macs run unpacked on the calling thread (same bits; for tests).
 void set_gemm_direct_limit(long long macs);
+// Whether the AVX2 path's packed GEMM uses the AVX-512 pair kernel (same bits either way).
+// On by default where the CPU has AVX-512F, unless FASTMLP_AVX512=0. Returns false (and changes
+// nothing) when asked to turn it on without the CPU or build support.
+bool gemm_avx512_available();
+bool gemm_avx512_enabled();
+bool set_gemm_avx512(bool on);
 
 // C (M, N) row-major with leading dimension ldc; C is overwritten (beta = 0).
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A,
@@ -108,6 +114,12 @@ void tile_store_avx2(const float* acc, int rows, int cols, float* C, std::ptrdif
                      std::ptrdiff_t ldy, const TileEpilogue& e);
 void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
                            std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
+#endif
+#ifdef FASTMLP_HAVE_AVX512_KERNEL
+// A MicroKernelToC over two adjacent full panels (Ap and Ap + MR * kc: 2 * MR rows, C and y
+// from the first row) and one full strip: the same bits as two microkernel_to_c_avx2 calls.
+void microkernel_pair_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                                  std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
 #endif
 
 }  // namespace fastmlp

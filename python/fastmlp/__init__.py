@@ -32,8 +32,11 @@ def cpu_info() -> dict:
     """Which kernel path is active and what the CPU supports.
 
     ``isa`` is ``"avx2_fma"`` or ``"portable"``; ``FASTMLP_ISA=portable`` forces the portable path.
+    ``avx512_gemm``: the AVX2 path's GEMM also runs an AVX-512 micro-kernel (CPUs with AVX-512F;
+    ``FASTMLP_AVX512=0`` turns it off). Results are bitwise the same either way.
     """
     return {"isa": _core.active_isa(), "avx2_fma_supported": _core.cpu_has_avx2_fma(),
+            "avx512_gemm": _core.active_isa() == "avx2_fma" and _core.gemm_avx512_enabled(),
             "num_threads": _core.num_threads()}
 
 

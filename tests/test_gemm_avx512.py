@@ -1,0 +1,133 @@
+"""The AVX-512 pair kernel (cpp/gemm_avx512.cpp) must give the AVX2 path's bits exactly: results
+may not depend on whether the CPU has AVX-512. Each case runs with the kernel on and off and
+compares every output bit for bit, on shapes that break the pairing (an odd panel left over,
+a partial last panel, a partial or odd strip) and with K over several k-blocks."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import _core
+from fastmlp import kernels as K
+
+from helpers import isa, num_threads
+
+HAVE = _core.gemm_avx512_available() and _core.cpu_has_avx2_fma()
+needs_avx512 = pytest.mark.skipif(not HAVE, reason="this CPU has no AVX-512F")
+
+# Rows: one panel (6), a pair (12), a pair + a partial panel (13, 17), three panels (18),
+# a pair + partial (257 = 42 full panels + 5 rows). Columns: one strip (16), partial (17, 31),
+# two (32), two + partial (33). K: one k-block, and 400 / 777 over two and three.
+SHAPES = [(6, 7, 16), (12, 1, 16), (13, 33, 17), (17, 400, 31), (18, 64, 32), (24, 777, 33),
+          (257, 129, 131), (200, 784, 300)]
+ACTS = ["identity", "relu", "leaky_relu", "tanh"]  # tanh: the unfused store, for contrast
+
+
+@contextlib.contextmanager
+def avx512(on: bool):
+    old = _core.gemm_avx512_enabled()
+    _core._set_gemm_avx512(on)
+    try:
+        yield
+    finally:
+        _core._set_gemm_avx512(old)
+
+
+@contextlib.contextmanager
+def packed_path():
+    _core._set_gemm_direct_limit(0)  # every GEMM packed, where the pair kernel runs
+    try:
+        yield
+    finally:
+        _core._set_gemm_direct_limit(1 << 17)
+
+
+def both(fn):
+    with isa("avx2_fma"), packed_path():
+        with avx512(False):
+            off = fn()
+        with avx512(True):
+            on = fn()
+    return off, on
+
+
+@needs_avx512
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("B,I,O", SHAPES)
+def test_pair_kernel_gives_the_avx2_bits(B, I, O, act, threads):
+    rng = np.random.default_rng(B * 7919 + I * 31 + O)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    W = (rng.standard_normal((I, O)) / np.sqrt(I)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    alpha = 0.1 if act == "leaky_relu" else None
+    with num_threads(threads):
+        (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act, alpha=alpha))
+        g0, g1 = both(lambda: K.dense_backward(dy, x, W, z0, act, alpha=alpha))
+    np.testing.assert_array_equal(z1, z0, err_msg="z")
+    np.testing.assert_array_equal(y1, y0, err_msg="y")
+    for name, a, c in zip(("dx", "dW", "db"), g0, g1):
+        np.testing.assert_array_equal(c, a, err_msg=name)
+
+
+@needs_avx512
+def test_pair_kernel_propagates_nan_and_inf_like_avx2():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((24, 40)).astype(np.float32)
+    x[3, 5], x[14, 0], x[20, 7] = np.nan, np.inf, -np.inf
+    W = rng.standard_normal((40, 32)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    for act in ("relu", "leaky_relu", "identity"):
+        (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act))
+        assert np.isnan(z0).any() and np.isinf(z0).any()  # the case is really exercised
+        np.testing.assert_array_equal(z1, z0)
+        np.testing.assert_array_equal(y1, y0)
+
+
+@needs_avx512
+def test_training_with_and_without_the_pair_kernel_gives_the_same_weights():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((600, 40)).astype(np.float32)
+    y = rng.integers(0, 5, 600)
+
+    def fit():
+        model = fastmlp.MLP([40, 97, 64, 5], activation="leaky_relu", seed=4)
+        fastmlp.train(model, X, y, loss="cross_entropy", batch_size=200, epochs=3, seed=1,
+                      verbose=0)
+        return [layer.W.copy() for layer in model.layers]
+
+    off, on = both(fit)
+    for i, (a, c) in enumerate(zip(off, on)):
+        np.testing.assert_array_equal(c, a, err_msg=f"layer {i}")
+
+
+def test_asking_for_the_pair_kernel_without_avx512_is_refused():
+    if HAVE:
+        with avx512(True):
+            assert _core.gemm_avx512_enabled()
+            assert fastmlp.cpu_info()["avx512_gemm"]
+        with avx512(False):
+            assert not fastmlp.cpu_info()["avx512_gemm"]
+    else:
+        with pytest.raises(ValueError, match="AVX-512F"):
+            _core._set_gemm_avx512(True)
+        assert not fastmlp.cpu_info()["avx512_gemm"]
+
+
+def test_fastmlp_avx512_0_turns_the_pair_kernel_off():
+    env = dict(os.environ, FASTMLP_AVX512="0")
+    code = "import fastmlp; print(fastmlp.cpu_info()['avx512_gemm'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+    env["FASTMLP_AVX512"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == str(HAVE)
