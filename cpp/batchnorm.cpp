@@ -122,8 +122,12 @@ void batchnorm_backward(std::ptrdiff_t B, std::ptrdiff_t F, const float* dy, con
   float* const part_b = part.data();
   float* const part_g = part.data() + n_blocks * F;
   const BatchnormLoops& L = loops();
-  parallel_for(
-      n_blocks,
+  // Rows in contiguous shares, the same in passes 1 and 3, so each thread re-reads in pass 3
+  // the dy and x rows it read in pass 1 from its own cache (lines the other core just read
+  // arrive about 4x slower: bench/NOTES.md, sixth session).
+  const OwnerBounds row_shares = even_shares(n_blocks, serial);
+  parallel_for_affine(
+      row_shares,
       [&](std::ptrdiff_t t) {
         const std::ptrdiff_t r0 = t * kRows, r1 = r0 + kRows < B ? r0 + kRows : B;
         L.backward_block_sums(r0, r1, F, dy, x, mean, inv_std, part_b + t * F, part_g + t * F);
@@ -155,8 +159,8 @@ void batchnorm_backward(std::ptrdiff_t B, std::ptrdiff_t F, const float* dy, con
         }
       },
       serial);
-  parallel_for(
-      n_blocks,
+  parallel_for_affine(
+      row_shares,
       [&](std::ptrdiff_t t) {
         const std::ptrdiff_t r0 = t * kRows, r1 = r0 + kRows < B ? r0 + kRows : B;
         L.backward_dx(r0, r1, F, dy, x, mean, inv_std, dbeta, dgamma, k, fB, dx);
