@@ -27,10 +27,10 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(n);
   });
   m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);
+  m.def("cpu_has_avx512f", &cpu_has_avx512f);
   // Private, for tests: moves the size limit of the GEMM's direct (unpacked) path.
   m.def("_set_gemm_direct_limit", &set_gemm_direct_limit);
   // Private, for tests and A/B runs: the AVX-512 pair kernel on or off (same bits either way).
-  m.def("gemm_avx512_available", &gemm_avx512_available);
   m.def("gemm_avx512_enabled", &gemm_avx512_enabled);
   m.def("_set_gemm_avx512", [](bool on) {
     if (!set_gemm_avx512(on)) throw py::value_error("on: this CPU or build has no AVX-512F kernel");

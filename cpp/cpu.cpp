@@ -18,6 +18,19 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
+bool cpu_has_avx512f() {
+#if defined(FASTMLP_HAVE_AVX512_KERNEL) && (defined(__GNUC__) || defined(__clang__))
+  // libgcc's check also requires the OS to save the zmm and mask registers (XCR0).
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
 namespace {
 Isa initial_isa() {
   const char* env = std::getenv("FASTMLP_ISA");

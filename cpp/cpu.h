@@ -11,6 +11,8 @@ enum class Isa { portable, avx2 };
 // FASTMLP_ISA=portable or set_isa (used by the tests to check both paths agree).
 Isa active_isa();
 bool cpu_has_avx2_fma();
+// AVX-512F with OS support, in a build that has the AVX-512 GEMM kernel (gemm_avx512.cpp).
+bool cpu_has_avx512f();
 // Returns false (and changes nothing) when asked for a path the CPU or the build lacks.
 bool set_isa(Isa isa);
 std::string isa_name(Isa isa);

@@ -52,19 +52,6 @@ struct Kernels {
   MicroKernelToC micro_pair_to_c;  // may be null: two adjacent full panels x one full strip
 };
 
-bool cpu_has_avx512f() {
-#if defined(FASTMLP_HAVE_AVX512_KERNEL) && (defined(__GNUC__) || defined(__clang__))
-  // libgcc's check also requires the OS to save the zmm and mask registers (XCR0).
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return ok;
-#else
-  return false;
-#endif
-}
-
 std::atomic<bool>& avx512_slot() {
   static std::atomic<bool> on{[] {
     const char* env = std::getenv("FASTMLP_AVX512");
@@ -582,7 +569,6 @@ bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K
 
 void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
 
-bool gemm_avx512_available() { return cpu_has_avx512f(); }
 bool gemm_avx512_enabled() { return avx512_slot().load(); }
 bool set_gemm_avx512(bool on) {
   if (on && !cpu_has_avx512f()) return false;

@@ -38,8 +38,7 @@ struct Epilogue {
 void set_gemm_direct_limit(long long macs);
 // Whether the AVX2 path's packed GEMM uses the AVX-512 pair kernel (same bits either way).
 // On by default where the CPU has AVX-512F, unless FASTMLP_AVX512=0. Returns false (and changes
-// nothing) when asked to turn it on without the CPU or build support.
-bool gemm_avx512_available();
+// nothing) when asked to turn it on without the CPU or build support (cpu_has_avx512f).
 bool gemm_avx512_enabled();
 bool set_gemm_avx512(bool on);
 

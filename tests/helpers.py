@@ -69,6 +69,17 @@ def isa(name: str):
         fastmlp._core.set_isa(old)
 
 
+@contextlib.contextmanager
+def direct_limit(macs: int):
+    """GEMMs of at most `macs` multiply-adds take the direct (unpacked) path in the block; 0 packs
+    every GEMM. Restores the default limit (1 << 17) afterwards."""
+    fastmlp._core._set_gemm_direct_limit(macs)
+    try:
+        yield
+    finally:
+        fastmlp._core._set_gemm_direct_limit(1 << 17)
+
+
 def available_isas():
     return ["portable"] + (["avx2_fma"] if fastmlp._core.cpu_has_avx2_fma() else [])
 

@@ -16,9 +16,9 @@ import fastmlp
 from fastmlp import _core
 from fastmlp import kernels as K
 
-from helpers import isa, num_threads
+from helpers import direct_limit, isa, num_threads
 
-HAVE = _core.gemm_avx512_available() and _core.cpu_has_avx2_fma()
+HAVE = _core.cpu_has_avx512f() and _core.cpu_has_avx2_fma()
 needs_avx512 = pytest.mark.skipif(not HAVE, reason="this CPU has no AVX-512F")
 
 # Rows: one panel (6), a pair (12), a pair + a partial panel (13, 17), three panels (18),
@@ -39,17 +39,8 @@ def avx512(on: bool):
         _core._set_gemm_avx512(old)
 
 
-@contextlib.contextmanager
-def packed_path():
-    _core._set_gemm_direct_limit(0)  # every GEMM packed, where the pair kernel runs
-    try:
-        yield
-    finally:
-        _core._set_gemm_direct_limit(1 << 17)
-
-
 def both(fn):
-    with isa("avx2_fma"), packed_path():
+    with isa("avx2_fma"), direct_limit(0):  # every GEMM packed, where the pair kernel runs
         with avx512(False):
             off = fn()
         with avx512(True):
@@ -110,10 +101,12 @@ def test_training_with_and_without_the_pair_kernel_gives_the_same_weights():
 
 def test_asking_for_the_pair_kernel_without_avx512_is_refused():
     if HAVE:
-        with avx512(True):
+        with isa("avx2_fma"), avx512(True):
             assert _core.gemm_avx512_enabled()
             assert fastmlp.cpu_info()["avx512_gemm"]
-        with avx512(False):
+        with isa("avx2_fma"), avx512(False):
+            assert not fastmlp.cpu_info()["avx512_gemm"]
+        with isa("portable"), avx512(True):  # the kernel belongs to the AVX2 path
             assert not fastmlp.cpu_info()["avx512_gemm"]
     else:
         with pytest.raises(ValueError, match="AVX-512F"):
@@ -130,4 +123,5 @@ def test_fastmlp_avx512_0_turns_the_pair_kernel_off():
     env["FASTMLP_AVX512"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert out == str(HAVE)
+    # On only where the CPU has AVX-512F and the AVX2 path is active (FASTMLP_ISA is inherited).
+    assert out == str(HAVE and _core.active_isa() == "avx2_fma")

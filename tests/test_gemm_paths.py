@@ -3,29 +3,17 @@ bits: a frozen layer evaluated in a 1024-row predict batch (packed) and in a 50-
 batch (direct) must agree exactly, or cached and uncached training would drift apart."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
-import fastmlp
 from fastmlp import kernels as K
 
-from helpers import available_isas, isa
+from helpers import available_isas, direct_limit, isa
 
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
           (17, 400, 3), (65, 16, 15), (9, 257, 17),  # K = 400, 257: more than one k-block
           (300, 7, 20), (513, 3, 17)]  # M > 256: the direct path works in row chunks
-
-
-@contextlib.contextmanager
-def direct_limit(macs):
-    fastmlp._core._set_gemm_direct_limit(macs)
-    try:
-        yield
-    finally:
-        fastmlp._core._set_gemm_direct_limit(1 << 17)
 
 
 def both_paths(fn):
