@@ -10,4 +10,8 @@ namespace fastmlp {
 double binary_cross_entropy(std::ptrdiff_t N, const float* logits, const float* targets,
                             float* dlogits);
 
+// Elements [i0, i1) of N: dlogits there as above (divided by N), returns their summed loss.
+double binary_cross_entropy_part(std::ptrdiff_t i0, std::ptrdiff_t i1, std::ptrdiff_t N,
+                                 const float* logits, const float* targets, float* dlogits);
+
 }  // namespace fastmlp

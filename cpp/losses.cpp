@@ -104,6 +104,16 @@ double softmax_xent_rows_portable(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptr
   return loss;
 }
 
+namespace {
+auto softmax_rows_fn() {
+  auto rows_fn = softmax_xent_rows_portable;
+#ifdef FASTMLP_HAVE_AVX2_PATH
+  if (active_isa() == Isa::avx2) rows_fn = softmax_xent_rows_avx2;
+#endif
+  return rows_fn;
+}
+}  // namespace
+
 // logits (B, C), labels (B) in [0, C) -> dlogits (B, C); returns the mean loss.
 double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* logits,
                              const std::int64_t* labels, float* dlogits) {
@@ -111,10 +121,7 @@ double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* lo
   const std::ptrdiff_t n_tasks = n_chunks(B, rows);
   std::vector<double> partial(n_tasks);
   const float inv_B = 1.0f / static_cast<float>(B);
-  auto rows_fn = softmax_xent_rows_portable;
-#ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) rows_fn = softmax_xent_rows_avx2;
-#endif
+  const auto rows_fn = softmax_rows_fn();
   parallel_for(
       n_tasks,
       [&](std::ptrdiff_t t) {
@@ -125,6 +132,17 @@ double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* lo
   double loss = 0.0;
   for (double p : partial) loss += p;
   return loss / static_cast<double>(B);
+}
+
+double softmax_cross_entropy_part(std::ptrdiff_t b0, std::ptrdiff_t b1, std::ptrdiff_t B,
+                                  std::ptrdiff_t C, const float* logits,
+                                  const std::int64_t* labels, float* dlogits) {
+  return softmax_rows_fn()(b0, b1, C, logits, labels, dlogits, 1.0f / static_cast<float>(B));
+}
+
+double mse_part(std::ptrdiff_t i0, std::ptrdiff_t i1, std::ptrdiff_t N, const float* pred,
+                const float* target, float* dpred) {
+  return mse_chunk(i1 - i0, pred + i0, target + i0, dpred + i0, static_cast<float>(N));
 }
 
 // pred (N), target (N) -> dpred (N); returns the mean squared error.

@@ -61,7 +61,7 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   for (const OptimSlot& s : slots_) trainable += s.n;
   shardable_ = net_.row_local(true) && trainable <= kShardMaxParams;
   if (shardable_ && shards_for(batch_size_) > 1) {
-    shard_grads_.resize(static_cast<size_t>((kMaxShards - 1) * net_.n_params()));
+    shard_grads_.resize(static_cast<size_t>(kMaxShards * net_.n_params()));
     for (const OptimSlot& s : slots_)
       for (std::ptrdiff_t lo = 0; lo < s.n; lo += kElementwiseGrain)
         grad_pieces_.emplace_back(s.grad - grads_ + lo, std::min(kElementwiseGrain, s.n - lo));
@@ -93,52 +93,118 @@ int Trainer::shards_for(std::ptrdiff_t B) const {
   return S > 1 ? S : 0;
 }
 
-const float* Trainer::forward_shards(int S, std::ptrdiff_t B, std::uint64_t seed,
-                                     std::uint64_t step) {
+// One row-sharded step's forward and backward passes (see shards_for): each shard gathers its
+// own rows of the batch, runs the forward pass, the loss and the backward pass on one thread
+// (SerialScope), so each row stays in one core's caches from the gather to its dx, and the
+// step has one join where the layer-by-layer path has one per GEMM. Returns the batch's mean
+// loss and adds its correct count. When loss + pen is finite, grads_ holds the batch's
+// gradient afterwards; otherwise grads_ is left as it was (the step will be rejected).
+double Trainer::shard_step(int S, const float* X, const Targets& y, const std::int64_t* rows,
+                           std::ptrdiff_t B, std::uint64_t seed, std::uint64_t step,
+                           double pen, double* correct) {
+  const std::ptrdiff_t P = net_.n_params();
+  double wsum = 0.0;
+  if (y.weights)
+    for (std::ptrdiff_t r = 0; r < B; ++r) wsum += y.weights[rows[r]];
+  double part_loss[kMaxShards] = {}, part_correct[kMaxShards] = {};
   net_.begin_pass(B, true);
   parallel_for_affine(even_shares(S), [&](std::ptrdiff_t t) {
     SerialScope one_thread;
-    net_.forward_rows(B * t / S, B * (t + 1) / S, xb_.data(), seed, step);
+    const std::ptrdiff_t r0 = B * t / S, r1 = B * (t + 1) / S;
+    gather_rows(X, y, rows, r0, r1);
+    net_.forward_rows(r0, r1, xb_.data(), seed, step);
+    part_loss[t] = loss_grad_part(r0, r1, B, net_.output(), y.weights ? wb_.data() : nullptr,
+                                  wsum, &part_correct[t]);
+    // A shard whose loss is NaN/Inf rejects the step: its backward pass would be wasted.
+    if (std::isfinite(part_loss[t] + pen))
+      net_.backward_rows(r0, r1, xb_.data(), dout_.data(), shard_grads_.data() + t * P);
   });
-  return net_.output();
-}
-
-void Trainer::backward_shards(int S, std::ptrdiff_t B) {
-  const std::ptrdiff_t P = net_.n_params();
-  parallel_for_affine(even_shares(S), [&](std::ptrdiff_t t) {
-    SerialScope one_thread;
-    float* g = t == 0 ? grads_ : shard_grads_.data() + (t - 1) * P;
-    net_.backward_rows(B * t / S, B * (t + 1) / S, xb_.data(), dout_.data(), g);
-  });
+  double loss = 0.0;
+  for (int t = 0; t < S; ++t) {
+    loss += part_loss[t];
+    *correct += part_correct[t];
+  }
+  if (!y.weights) loss /= static_cast<double>(loss_ == LossKind::cross_entropy
+                                                  ? B : B * net_.n_outputs());
+  if (!std::isfinite(loss + pen)) return loss;
   // grads = ((shard 0 + shard 1) + shard 2) + ..., element by element in shard order.
   parallel_for_affine(even_shares(static_cast<std::ptrdiff_t>(grad_pieces_.size())),
                       [&](std::ptrdiff_t i) {
     const auto [off, n] = grad_pieces_[static_cast<size_t>(i)];
     float* __restrict g = grads_ + off;
-    for (int t = 1; t < S; ++t) {
-      const float* __restrict p = shard_grads_.data() + (t - 1) * P + off;
+    const float* __restrict p0 = shard_grads_.data() + off;
+    const float* __restrict p1 = p0 + P;
+    for (std::ptrdiff_t j = 0; j < n; ++j) g[j] = p0[j] + p1[j];
+    for (int t = 2; t < S; ++t) {
+      const float* __restrict p = shard_grads_.data() + t * P + off;
       for (std::ptrdiff_t j = 0; j < n; ++j) g[j] += p[j];
     }
   });
+  return loss;
 }
 
-double Trainer::loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
-                          const float* values, const float* weights, float* dout,
-                          double* correct) const {
+// Rows [r0, r1) of the batch into xb_, lb_ / vb_ and wb_: row r is rows[r] of X and y.
+void Trainer::gather_rows(const float* X, const Targets& y, const std::int64_t* rows,
+                          std::ptrdiff_t r0, std::ptrdiff_t r1) {
+  const std::ptrdiff_t I = net_.n_inputs(), W = y.width;
+  for (std::ptrdiff_t r = r0; r < r1; ++r) {
+    const std::int64_t src = rows[r];
+    std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
+    if (y.labels) lb_[r] = y.labels[src];
+    else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
+    if (y.weights) wb_[r] = y.weights[src];
+  }
+}
+
+// Accuracy counts rows (or elements), unweighted, as Keras' metrics do.
+void Trainer::count_correct(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* out,
+                            const std::int64_t* labels, const float* values,
+                            double* correct) const {
   const std::ptrdiff_t O = net_.n_outputs();
-  // Accuracy counts rows (or elements), unweighted, as Keras' metrics do.
   if (loss_ == LossKind::cross_entropy) {
-    for (std::ptrdiff_t r = 0; r < B; ++r) {
+    for (std::ptrdiff_t r = r0; r < r1; ++r) {
       const float* row = out + r * O;
       // First index of the maximum, as np.argmax.
       const std::ptrdiff_t arg = std::max_element(row, row + O) - row;
       *correct += arg == labels[r] ? 1.0 : 0.0;
     }
   } else if (loss_ == LossKind::binary_cross_entropy) {
-    for (std::ptrdiff_t i = 0; i < B * O; ++i)
+    for (std::ptrdiff_t i = r0 * O; i < r1 * O; ++i)
       *correct += (out[i] > 0.f) == (values[i] >= 0.5f) ? 1.0 : 0.0;
   }
-  if (weights) return weighted_loss_grad(B, out, labels, values, weights, dout);
+}
+
+// Rows [r0, r1) of a B-row batch (a shard's, from xb_'s gathered targets): writes those rows
+// of dout_ as the batch's mean loss has them and returns their summed loss (row losses, or
+// with weights, w_r / wsum * loss_r: then the shards' sum is already the batch's loss).
+double Trainer::loss_grad_part(std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t B,
+                               const float* out, const float* weights, double wsum,
+                               double* correct) {
+  const std::ptrdiff_t O = net_.n_outputs();
+  count_correct(r0, r1, out, lb_.data(), vb_.data(), correct);
+  if (weights)
+    return weighted_loss_grad(r0, r1, wsum, out, lb_.data(), vb_.data(), weights, dout_.data());
+  switch (loss_) {
+    case LossKind::cross_entropy:
+      return softmax_cross_entropy_part(r0, r1, B, O, out, lb_.data(), dout_.data());
+    case LossKind::binary_cross_entropy:
+      return binary_cross_entropy_part(r0 * O, r1 * O, B * O, out, vb_.data(), dout_.data());
+    case LossKind::mse:
+      return mse_part(r0 * O, r1 * O, B * O, out, vb_.data(), dout_.data());
+  }
+  return 0.0;
+}
+
+double Trainer::loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
+                          const float* values, const float* weights, float* dout,
+                          double* correct) const {
+  const std::ptrdiff_t O = net_.n_outputs();
+  count_correct(0, B, out, labels, values, correct);
+  if (weights) {
+    double wsum = 0.0;
+    for (std::ptrdiff_t r = 0; r < B; ++r) wsum += weights[r];
+    return weighted_loss_grad(0, B, wsum, out, labels, values, weights, dout);
+  }
   switch (loss_) {
     case LossKind::cross_entropy:
       return softmax_cross_entropy(B, O, out, labels, dout);
@@ -150,17 +216,17 @@ double Trainer::loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t
   return 0.0;
 }
 
-// Row by row: each row's kernel call gives its own mean loss and gradient (a one-row batch),
-// which are then scaled by w_r / sum(w). With unit weights this is the unweighted batch mean
-// (to rounding). The per-row calls cost O(B) small kernel calls, negligible beside the GEMMs.
-double Trainer::weighted_loss_grad(std::ptrdiff_t B, const float* out,
-                                   const std::int64_t* labels, const float* values,
-                                   const float* weights, float* dout) const {
+// Rows [r0, r1), row by row: each row's kernel call gives its own mean loss and gradient (a
+// one-row batch), which are then scaled by w_r / wsum (wsum: the whole batch's weights); returns
+// the sum of w_r / wsum * loss_r. With unit weights this is the unweighted batch mean (to
+// rounding). The per-row calls cost O(B) small kernel calls, negligible beside the GEMMs.
+double Trainer::weighted_loss_grad(std::ptrdiff_t r0, std::ptrdiff_t r1, double wsum,
+                                   const float* out, const std::int64_t* labels,
+                                   const float* values, const float* weights,
+                                   float* dout) const {
   const std::ptrdiff_t O = net_.n_outputs();
-  double wsum = 0.0;
-  for (std::ptrdiff_t r = 0; r < B; ++r) wsum += weights[r];
   double loss = 0.0;
-  for (std::ptrdiff_t r = 0; r < B; ++r) {
+  for (std::ptrdiff_t r = r0; r < r1; ++r) {
     const float* o = out + r * O;
     float* d = dout + r * O;
     double row = 0.0;
@@ -288,43 +354,40 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
                     const double* lrs, std::int64_t step0, std::uint64_t seed,
                     bool skip_nonfinite) {
   RunLog log;
-  const std::ptrdiff_t I = net_.n_inputs(), W = y.width;
+  const std::ptrdiff_t I = net_.n_inputs();
   std::ptrdiff_t k = b0;
   for (; k < b1; ++k) {
     const std::ptrdiff_t r0 = k * batch_size_;
     const std::ptrdiff_t B = std::min(batch_size_, n_order - r0);
     if (B <= 0) break;
-    // Gather the batch's rows into contiguous buffers, on the pool in row shares like the first
-    // layer's GEMM (each thread copies the rows it packs next): serial, a 200 x 784 batch's copy
-    // was 3% of an mnist step with the other core idle.
-    const std::ptrdiff_t rows_per_chunk = std::max<std::ptrdiff_t>(1, kElementwiseGrain / I);
-    parallel_elementwise(B, rows_per_chunk, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
-      for (std::ptrdiff_t r = lo; r < hi; ++r) {
-        const std::int64_t src = order[r0 + r];
-        std::memcpy(xb_.data() + r * I, X + src * I, sizeof(float) * static_cast<size_t>(I));
-        if (y.labels) lb_[r] = y.labels[src];
-        else std::memcpy(vb_.data() + r * W, y.values + src * W, sizeof(float) * W);
-        if (y.weights) wb_[r] = y.weights[src];
-      }
-    });
     const std::uint64_t step = static_cast<std::uint64_t>(step0 + (k - b0));
-    // The training forward pass moves the running statistics: keep them to roll back a
-    // rejected step (a few KiB: 2 floats per batch-norm unit).
-    if (updates_stats_) std::copy(stats_, stats_ + n_stats_, stats_before_.begin());
+    const std::int64_t* rows = order + r0;
     const int S = shards_for(B);
-    const float* out =
-        S > 1 ? forward_shards(S, B, seed, step) : net_.forward(B, xb_.data(), true, seed, step);
-    double correct = 0.0;
-    const double loss = loss_grad(B, out, lb_.data(), vb_.data(),
-                                  y.weights ? wb_.data() : nullptr, dout_.data(), &correct);
     const double pen = penalty();
+    double loss = 0.0, correct = 0.0;
+    if (S > 1) {
+      loss = shard_step(S, X, y, rows, B, seed, step, pen, &correct);
+    } else {
+      // Gather the batch's rows into contiguous buffers, on the pool in row shares like the
+      // first layer's GEMM (each thread copies the rows it packs next): serial, a 200 x 784
+      // batch's copy was 3% of an mnist step with the other core idle.
+      const std::ptrdiff_t rows_per_chunk = std::max<std::ptrdiff_t>(1, kElementwiseGrain / I);
+      parallel_elementwise(B, rows_per_chunk, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+        gather_rows(X, y, rows, lo, hi);
+      });
+      // The training forward pass moves the running statistics: keep them to roll back a
+      // rejected step (a few KiB: 2 floats per batch-norm unit).
+      if (updates_stats_) std::copy(stats_, stats_ + n_stats_, stats_before_.begin());
+      const float* out = net_.forward(B, xb_.data(), true, seed, step);
+      loss = loss_grad(B, out, lb_.data(), vb_.data(), y.weights ? wb_.data() : nullptr,
+                       dout_.data(), &correct);
+      if (std::isfinite(loss + pen)) net_.backward(B, xb_.data(), dout_.data(), grads_);
+    }
     Fault fault = Fault::none;
     double gnorm = 0.0;
     if (!std::isfinite(loss + pen)) {
       fault = Fault::loss;
     } else {
-      if (S > 1) backward_shards(S, B);
-      else net_.backward(B, xb_.data(), dout_.data(), grads_);
       add_penalty_grads();
       // Returns without writing anything when the gradient norm is NaN/Inf.
       gnorm = optimizer_step(lrs[k - b0], static_cast<std::int64_t>(step));

@@ -100,15 +100,23 @@ class Trainer {
   double loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
                    const float* values, const float* weights, float* dout,
                    double* correct) const;
-  double weighted_loss_grad(std::ptrdiff_t B, const float* out, const std::int64_t* labels,
-                            const float* values, const float* weights, float* dout) const;
+  double weighted_loss_grad(std::ptrdiff_t r0, std::ptrdiff_t r1, double wsum,
+                            const float* out, const std::int64_t* labels, const float* values,
+                            const float* weights, float* dout) const;
+  void count_correct(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* out,
+                     const std::int64_t* labels, const float* values, double* correct) const;
+  double loss_grad_part(std::ptrdiff_t r0, std::ptrdiff_t r1, std::ptrdiff_t B,
+                        const float* out, const float* weights, double wsum, double* correct);
+  void gather_rows(const float* X, const Targets& y, const std::int64_t* rows,
+                   std::ptrdiff_t r0, std::ptrdiff_t r1);
   void add_penalty_grads();
   void apply_max_norm();
   double optimizer_step(double lr, std::int64_t step);
   // True when every param, optimizer state and running statistic the steps write is finite.
   bool state_is_finite() const;
-  const float* forward_shards(int S, std::ptrdiff_t B, std::uint64_t seed, std::uint64_t step);
-  void backward_shards(int S, std::ptrdiff_t B);
+  double shard_step(int S, const float* X, const Targets& y, const std::int64_t* rows,
+                    std::ptrdiff_t B, std::uint64_t seed, std::uint64_t step, double pen,
+                    double* correct);
 
   Network& net_;
   LossKind loss_;
@@ -124,7 +132,7 @@ class Trainer {
   std::vector<float> xb_, vb_, wb_, dout_;
   std::vector<std::int64_t> lb_;
   bool shardable_ = false;          // the network qualifies for row shards (shards_for)
-  std::vector<float> shard_grads_;  // shards 1.. write their gradients here, n_params each
+  std::vector<float> shard_grads_;  // each shard's gradient, n_params per shard
   // The trainable gradient ranges in pieces: (offset in params, length), for the shard sum.
   std::vector<std::pair<std::ptrdiff_t, std::ptrdiff_t>> grad_pieces_;
 };

@@ -130,3 +130,26 @@ def test_cached_frozen_layers_train_identically_when_sharded():
     assert shards(models[0], "cross_entropy", 256) == 2
     assert shards(models[1], "cross_entropy", 256) == 2
     np.testing.assert_array_equal(models[0]._params, models[1]._params)
+
+
+def test_a_shard_with_a_nonfinite_loss_drops_the_whole_step():
+    # One extreme row makes its shard's loss non-finite while the other shard's is fine: the
+    # step must still be dropped whole, bit for bit a step with lr = 0 (plain SGD), the other
+    # shard's gradient never reaching the weights.
+    from fastmlp.schedules import FromCallable
+    rng = np.random.default_rng(31)
+    model = fastmlp.MLP([20, 64, 64, 3], seed=32)
+    assert shards(model, "mse", 200) == 2
+    X, y = make_data(rng, "mse", 600, 20, 3)
+    clean = X.copy()
+    X[200 + 150] = 3e38  # batch 1, second shard
+    twin = fastmlp.MLP([20, 64, 64, 3], seed=32)
+    with pytest.warns(RuntimeWarning, match="skipped 2 batch"):
+        h = fastmlp.train(model, X, y, loss="mse", optimizer="sgd", lr=0.05, batch_size=200,
+                          epochs=2, shuffle=False, on_nonfinite="skip", seed=0, verbose=0)
+    assert h.skipped_batches == 2
+    assert [(e["step"], e["batch"]) for e in h.nonfinite] == [(1, 1), (4, 1)]
+    zero_there = FromCallable(lambda step: 0.0 if step % 3 == 1 else 0.05)
+    fastmlp.train(twin, clean, y, loss="mse", optimizer="sgd", lr=zero_there, batch_size=200,
+                  epochs=2, shuffle=False, seed=0, verbose=0)
+    np.testing.assert_array_equal(model._params, twin._params)
