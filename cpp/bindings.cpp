@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "cpu.h"
+#include "dense.h"
 #include "gemm.h"
 #include "threads.h"
 
@@ -35,6 +36,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("_set_gemm_avx512", [](bool on) {
     if (!set_gemm_avx512(on)) throw py::value_error("on: this CPU or build has no AVX-512F kernel");
   });
+  // Private, for tests and A/B runs: dense_backward's two GEMMs side by side or one after the
+  // other (same bits either way).
+  m.def("dense_side_by_side_enabled", &dense_side_by_side_enabled);
+  m.def("_set_dense_side_by_side", &set_dense_side_by_side, py::arg("on"));
   m.def("active_isa", [] { return isa_name(active_isa()); });
   m.def("set_isa", [](const std::string& name) {
     Isa isa;

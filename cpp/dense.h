@@ -16,6 +16,11 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
                     const float* x, const float* W, const float* z, Act act, float alpha,
                     float* dx, float* dW, float* db);
 
+// Whether dense_backward may run its two GEMMs side by side on two or more threads (on by
+// default; the same bits either way). For A/B measurements and the tests.
+bool dense_side_by_side_enabled();
+void set_dense_side_by_side(bool on);
+
 // dx = (dy * act'(z)) @ W^T only: the backward pass through a frozen layer, whose own weight
 // gradient is not needed.
 void dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
