@@ -305,6 +305,40 @@ template <class R>
 void pack_b_strips(const R& rd, std::ptrdiff_t j_base, std::ptrdiff_t s_lo, std::ptrdiff_t s_hi,
                    std::ptrdiff_t n_strips, std::ptrdiff_t N, std::ptrdiff_t K,
                    std::ptrdiff_t kKC, float* Bp, float* colsum) {
+  if (rd.op.z && rd.op.cs == 1 && s_hi - s_lo > 1) {
+    // dz = dy * act'(z) as B (dW = x^T dz) over several strips: one dz row call per k across
+    // all of them, then 16-float pieces to each strip. Strip by strip it was one call per 16
+    // floats (packing dz and its column sums was 10% of a 300x100x200 dW on one thread). Each
+    // element is computed alike at any position of a row, and each column's sum is still
+    // added in k order: the same bits.
+    const std::ptrdiff_t c0 = j_base + s_lo * kNR;
+    const std::ptrdiff_t cols = std::min(N - c0, (s_hi - s_lo) * kNR);
+    thread_local std::vector<float> row_storage;
+    float* row = grown(row_storage, static_cast<size_t>(cols));
+    for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
+      const std::ptrdiff_t kc = std::min(kKC, K - k0);
+      float* block = Bp + k0 * n_strips * kNR;
+      if (cols < (s_hi - s_lo) * kNR)  // the last strip is partial: zero its padding
+        std::memset(block + (s_hi - 1) * kNR * kc, 0, sizeof(float) * kNR * kc);
+      for (std::ptrdiff_t k = 0; k < kc; ++k) {
+        const std::ptrdiff_t src = (k0 + k) * rd.op.rs + c0;
+        dz_row<R::act>(rd.op.p + src, rd.op.z + src, row, cols, rd.op.alpha);
+        for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
+          const std::ptrdiff_t c = (sidx - s_lo) * kNR;
+          const int w = int(std::min<std::ptrdiff_t>(kNR, cols - c));
+          float* d = block + sidx * kNR * kc + k * kNR;
+          if (w == kNR) std::memcpy(d, row + c, sizeof(float) * kNR);
+          else std::memcpy(d, row + c, sizeof(float) * static_cast<size_t>(w));
+        }
+        if (colsum) {
+          float* __restrict sum = colsum + c0;
+          const float* __restrict r = row;
+          for (std::ptrdiff_t c = 0; c < cols; ++c) sum[c] += r[c];
+        }
+      }
+    }
+    return;
+  }
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
     const std::ptrdiff_t kc = std::min(kKC, K - k0);
     for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
@@ -641,7 +675,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       // (pack_rows_plain), the others by groups.
       // B in single strips: dW's B (dz with db's column sums) was one task for a 64-wide layer,
       // a quarter of a deep-narrow step's serial time on the calling thread.
-      const std::ptrdiff_t a_group = 4, b_group = 1;
+      // One thread: B in one task (pack_b_strips then forms dz rows across all its strips).
+      const std::ptrdiff_t a_group = 4, b_group = threads == 1 ? n_strips : 1;
       constexpr std::ptrdiff_t kPackRows = 32;
       const bool a_by_rows = !A.z && A.rs == 1;
       const std::ptrdiff_t a_tasks =
