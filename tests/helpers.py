@@ -49,24 +49,23 @@ def numeric_grad(f, x, h=1e-6):
 
 
 @contextlib.contextmanager
-def num_threads(n: int):
-    old = fastmlp.get_num_threads()
-    fastmlp.set_num_threads(n)
+def setting(get, put, value):
+    """A process-wide switch set to `value` (put(value)) for the block, then back to get()'s."""
+    old = get()
+    put(value)
     try:
         yield
     finally:
-        fastmlp.set_num_threads(old)
+        put(old)
 
 
-@contextlib.contextmanager
+def num_threads(n: int):
+    return setting(fastmlp.get_num_threads, fastmlp.set_num_threads, n)
+
+
 def isa(name: str):
     """Forces a kernel path ('portable' or 'avx2_fma') for the duration of the block."""
-    old = fastmlp._core.active_isa()
-    fastmlp._core.set_isa(name)
-    try:
-        yield
-    finally:
-        fastmlp._core.set_isa(old)
+    return setting(fastmlp._core.active_isa, fastmlp._core.set_isa, name)
 
 
 @contextlib.contextmanager

@@ -9,28 +9,20 @@ W: the range in which the side-by-side path is taken (kSideBySideMinMacs, kSideB
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 from fastmlp import _core, kernels as K, reference as R
 
-from helpers import num_threads
+from helpers import num_threads, setting
 
 SHAPES = [(200, 300, 100), (257, 17, 64), (3, 257, 400), (600, 1, 500), (1, 600, 500),
           (17, 129, 257)]
 ACTS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu"]
 
 
-@contextlib.contextmanager
 def side_by_side(on: bool):
-    old = _core.dense_side_by_side_enabled()
-    _core._set_dense_side_by_side(on)
-    try:
-        yield
-    finally:
-        _core._set_dense_side_by_side(old)
+    return setting(_core.dense_side_by_side_enabled, _core._set_dense_side_by_side, on)
 
 
 def inputs(shape, seed):

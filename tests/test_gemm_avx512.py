@@ -4,7 +4,6 @@ compares every output bit for bit, on shapes that break the pairing (an odd pane
 a partial last panel, a partial or odd strip) and with K over several k-blocks."""
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import fastmlp
 from fastmlp import _core
 from fastmlp import kernels as K
 
-from helpers import direct_limit, isa, num_threads
+from helpers import direct_limit, isa, num_threads, setting
 
 HAVE = _core.cpu_has_avx512f() and _core.cpu_has_avx2_fma()
 needs_avx512 = pytest.mark.skipif(not HAVE, reason="this CPU has no AVX-512F")
@@ -29,14 +28,8 @@ SHAPES = [(6, 7, 16), (12, 1, 16), (13, 33, 17), (17, 400, 31), (18, 64, 32), (2
 ACTS = ["identity", "relu", "leaky_relu", "tanh"]  # tanh: the unfused store, for contrast
 
 
-@contextlib.contextmanager
 def avx512(on: bool):
-    old = _core.gemm_avx512_enabled()
-    _core._set_gemm_avx512(on)
-    try:
-        yield
-    finally:
-        _core._set_gemm_avx512(old)
+    return setting(_core.gemm_avx512_enabled, _core._set_gemm_avx512, on)
 
 
 def both(fn):
