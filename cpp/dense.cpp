@@ -85,8 +85,8 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   // dz as a (B, O) row-major operand, formed on the fly.
   Operand dz{dy, O, 1, z, act, alpha};
   const int threads = num_threads();
-  if (dx && threads >= 2 && g_side_by_side.load(std::memory_order_relaxed) && B * I * O >= kSideBySideMinMacs &&
-      B * I + B * O + I * O <= kSideBySideMaxFloats) {
+  if (dx && threads >= 2 && g_side_by_side.load(std::memory_order_relaxed) &&
+      B * I * O >= kSideBySideMinMacs && B * I + B * O + I * O <= kSideBySideMaxFloats) {
     backward_side_by_side(B, I, O, dz, x, W, dx, dW, db, threads);
     return;
   }

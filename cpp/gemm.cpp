@@ -327,6 +327,7 @@ void pack_b_strips(const R& rd, std::ptrdiff_t j_base, std::ptrdiff_t s_lo, std:
           const std::ptrdiff_t c = (sidx - s_lo) * kNR;
           const int w = int(std::min<std::ptrdiff_t>(kNR, cols - c));
           float* d = block + sidx * kNR * kc + k * kNR;
+          // A constant size for full strips: plain vector moves, not a library call.
           if (w == kNR) std::memcpy(d, row + c, sizeof(float) * kNR);
           else std::memcpy(d, row + c, sizeof(float) * static_cast<size_t>(w));
         }
