@@ -66,7 +66,7 @@ def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0
         beta1=v.real(beta1, "beta1", low=0.0, high=1.0, high_open=True),
         beta2=v.real(beta2, "beta2", low=0.0, high=1.0, high_open=True),
         eps=v.real(_DEFAULT_EPS.get(kind, 1e-8) if eps is None else eps, "eps", low=0.0,
-                   low_open=True),  # 0 would divide 0/0 for an exactly-zero gradient
+                   low_open=True, f32=True),  # 0 would divide 0/0 for an exactly-zero gradient
         weight_decay=v.real(weight_decay, "weight_decay", low=0.0),
         decoupled=optimizer == "adamw",
         clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True),

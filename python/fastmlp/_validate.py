@@ -64,9 +64,14 @@ def check_shape(a: np.ndarray, name: str, shape: tuple, hint: str = "") -> None:
                          (f"; {hint}" if hint else ""))
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False) -> float:
-    """A finite real number within [low, high] (open ends where asked)."""
+         low_open: bool = False, high_open: bool = False, f32: bool = False) -> float:
+    """A finite real number within [low, high] (open ends where asked). With f32=True it must
+    also stay finite, and above an open low end, once the kernels round it to float32: a
+    positive eps of 1e-46 is 0 in float32 and divides 0 by 0."""
     # Plain floats and ints skip the numbers.Real ABC check, the slow part on the per-step path
     # (type(True) is bool, so bools still take the full check and are rejected).
     if type(value) is not float and type(value) is not int and (
@@ -79,6 +84,13 @@ def real(value, name: str, *, low: float | None = None, high: float | None = Non
         raise ValueError(f"{name}: expected {'>' if low_open else '>='} {low}, got {v}")
     if high is not None and (v > high or (high_open and v == high)):
         raise ValueError(f"{name}: expected {'<' if high_open else '<='} {high}, got {v}")
+    if f32:
+        if abs(v) > _F32_MAX:
+            raise ValueError(f"{name}: expected a value within float32's range (|value| <= "
+                             f"{_F32_MAX:.4g}), got {v}")
+        if low is not None and low_open and float(np.float32(v)) <= low:
+            raise ValueError(f"{name}: expected > {low} in float32 (the kernels compute in "
+                             f"float32), got {v}, which rounds to {float(np.float32(v))}")
     return v
 
 

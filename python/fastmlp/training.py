@@ -269,7 +269,9 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
             Xv = prefix.predict(Xv, 1024, False)
     net = model._network(start, None, fused, device)
     backend = _core if device == "cpu" else require_cuda("device='cuda'")
-    engine = backend.Trainer(net, loss, kind, hp, batch_size, grads, state0, state1)
+    # The engine's buffers hold one batch: a batch_size beyond the data is one batch of n rows
+    # (the same batches), and sizing them by it would allocate for rows that never come.
+    engine = backend.Trainer(net, loss, kind, hp, min(batch_size, n), grads, state0, state1)
 
     callback_list = CallbackList(cbs, model, params)
     watch = None
@@ -384,7 +386,7 @@ def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
     _check_output(model, loss)
     X = model._input(X, "X")
     yt = targets(model, y, loss, len(X))
-    bs = _positive_int(batch_size, "batch_size")
+    bs = min(_positive_int(batch_size, "batch_size"), len(X))  # buffers for one batch
     net = model._network(0, None, loss != "mse")
     z = np.zeros(model._params.size, np.float32)
     kind, hp = _hyper("sgd")  # evaluation never steps: any optimizer will do

@@ -29,7 +29,7 @@ def _batchnorm_forward(core, x, gamma, beta, running_mean, running_var, training
         raise TypeError(f"training: expected True or False, got {training!r}")
     training = bool(training)
     momentum = v.real(momentum, "momentum", low=0.0, high=1.0)
-    eps = v.real(eps, "eps", low=0.0, low_open=True)
+    eps = v.real(eps, "eps", low=0.0, low_open=True, f32=True)
     x = v.float_array(x, "x", 2)
     F = x.shape[1]
     gamma = v.float_array(gamma, "gamma", 1)

@@ -130,7 +130,7 @@ def _adagrad_step(core, params, grads, accumulators, lr, eps, weight_decay, clip
     """adagrad_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
     argument checks shared by both backends, then the call."""
     lr = val.real(lr, "lr", low=0.0)
-    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
     weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if accumulators is None:
@@ -153,7 +153,7 @@ def _rmsprop_step(core, params, grads, mean_squares, lr, rho, eps, weight_decay,
     argument checks shared by both backends, then the call."""
     lr = val.real(lr, "lr", low=0.0)
     rho = val.real(rho, "rho", low=0.0, high=1.0, high_open=True)
-    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
     weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if mean_squares is None:
@@ -183,7 +183,7 @@ def _adam_step(core, params, grads, m, v, step, lr, beta1, beta2, eps, weight_de
     lr = val.real(lr, "lr", low=0.0)
     beta1 = val.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
     beta2 = val.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-    eps = val.real(eps, "eps", low=0.0, low_open=True)
+    eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
     weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
     decoupled = _flag(decoupled, "decoupled")
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
