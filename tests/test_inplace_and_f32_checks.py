@@ -114,3 +114,17 @@ def test_batch_size_beyond_the_data_trains_as_one_batch_without_its_memory():
     assert np.isfinite(ev["loss"])
     # Sized by batch_size, the buffers took ~780 MB at this batch size (585 MB at 3M rows).
     assert grown_mib < 100, grown_mib
+
+
+def test_hyper_parameters_beyond_float32_are_rejected():
+    x = np.ones((2, 3), np.float32)
+    W, b = np.ones((3, 4), np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="alpha: expected a value within float32's range"):
+        K.dense_forward(x, W, b, "elu", 1e300)
+    with pytest.raises(ValueError, match="alpha: expected a value within float32's range"):
+        fastmlp.MLP([3, 4, 2], activation="elu", alpha=1e300)
+    with pytest.raises(ValueError, match="bias_init: expected a value within float32's range"):
+        fastmlp.MLP([3, 4, 2], bias_init=1e39)
+    # The largest float32 itself is still a value a user may pass.
+    m = fastmlp.MLP([3, 4, 2], bias_init=float(np.finfo(np.float32).max), seed=0)
+    assert np.isfinite(m.layers[0].b).all()

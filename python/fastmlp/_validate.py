@@ -118,7 +118,7 @@ def activation(name, alpha) -> tuple[str, float]:
     if name not in DEFAULT_ALPHA:
         raise ValueError(f"alpha: activation {name!r} takes no alpha, got {alpha!r}; "
                          f"pass alpha=None")
-    return name, real(alpha, "alpha", low=0.0)
+    return name, real(alpha, "alpha", low=0.0, f32=True)
 
 
 def labels_array(labels, name: str, n: int, n_classes: int) -> np.ndarray:

@@ -263,7 +263,7 @@ class MLP:
             layer.W = initialize(layer.init, layer.n_in, layer.n_out, rng,
                                  argname=f"init[{layer.index}]")
             if not layer.batchnorm:
-                layer.b[...] = v.real(b0, "bias_init")
+                layer.b[...] = v.real(b0, "bias_init", f32=True)
             else:
                 layer.gamma[...] = 1.0
                 layer.running_var[...] = 1.0
