@@ -56,26 +56,18 @@ inline BatchNormDims check_batchnorm_forward(const py::array& x, const py::array
   // The running statistics are written while x, gamma and beta are read (and each other's
   // update must not land in the other): an overlap would corrupt an input or both statistics.
   // All five are C-contiguous (checked above), so their byte ranges are exact.
-  auto span = [](const py::array& a) {
-    const auto b = reinterpret_cast<std::uintptr_t>(a.data());
-    return std::make_pair(b, b + static_cast<std::uintptr_t>(a.nbytes()));
-  };
-  auto overlap = [&](const py::array& a, const py::array& b) {
-    const auto [a0, a1] = span(a);
-    const auto [b0, b1] = span(b);
-    return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
-  };
-  const std::pair<const py::array*, const char*> read[] = {
-      {&x, "x"}, {&gamma, "gamma"}, {&beta, "beta"}};
-  if (overlap(running_var, running_mean))
+  if (shares_bytes(running_var, running_mean))
     throw py::value_error("running_var: shares memory with running_mean; both are updated in "
                           "place, so each must be a separate array");
-  for (const auto& [r, rname] : {std::make_pair(&running_mean, "running_mean"),
-                                 std::make_pair(&running_var, "running_var")})
-    for (const auto& [a, aname] : read)
-      if (overlap(*r, *a))
-        throw py::value_error(std::string(rname) + ": shares memory with " + aname +
-                              ", which the kernel reads while it updates " + rname +
+  const std::pair<const py::array*, const char*> updated[] = {
+      {&running_mean, "running_mean"}, {&running_var, "running_var"}};
+  const std::pair<const py::array*, const char*> read[] = {
+      {&x, "x"}, {&gamma, "gamma"}, {&beta, "beta"}};
+  for (const auto& [u, uname] : updated)
+    for (const auto& [r, rname] : read)
+      if (shares_bytes(*u, *r))
+        throw py::value_error(std::string(uname) + ": shares memory with " + rname +
+                              ", which the kernel reads while it updates " + uname +
                               " in place; pass a separate array");
   // The unbiased running variance divides by B - 1.
   if (training && B < 2)

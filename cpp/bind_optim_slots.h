@@ -100,8 +100,8 @@ Slots make_slots(const py::list& params, const py::list& grads, const py::object
   Slots out;
   std::vector<Span> spans;
   auto add_span = [&](const py::array& a, int list, size_t i) {
-    const auto b = reinterpret_cast<std::uintptr_t>(a.data());
-    spans.push_back({b, b + static_cast<std::uintptr_t>(a.nbytes()), list, i});
+    const auto [begin, end] = byte_span(a);
+    spans.push_back({begin, end, list, i});
   };
   out.keep.reserve(4 * n);
   out.slots.reserve(n);

@@ -5,7 +5,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fastmlp {
@@ -46,6 +48,19 @@ inline void check_f32(const py::array& a, const char* name, std::vector<py::ssiz
 
 inline const float* cptr(const py::array& a) { return static_cast<const float*>(a.data()); }
 inline float* mptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+
+// The bytes [begin, end) an array's elements occupy; exact for C-contiguous arrays, which is
+// what the overlap checks of the in-place kernels see.
+inline std::pair<std::uintptr_t, std::uintptr_t> byte_span(const py::array& a) {
+  const auto b = reinterpret_cast<std::uintptr_t>(a.data());
+  return {b, b + static_cast<std::uintptr_t>(a.nbytes())};
+}
+
+inline bool shares_bytes(const py::array& a, const py::array& b) {
+  const auto [a0, a1] = byte_span(a);
+  const auto [b0, b1] = byte_span(b);
+  return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+}
 
 inline py::array_t<float> new_f32(std::vector<py::ssize_t> shape) {
   return py::array_t<float>(shape);
