@@ -66,7 +66,10 @@ Kernels pick_kernels() {
     Kernels k{microkernel_avx2, microkernel_to_c_avx2, tile_store_avx2, small_tile_avx2,
               small_tile_to_c_avx2, col_sums_avx2, nullptr};
 #ifdef FASTMLP_HAVE_AVX512_KERNEL
-    if (avx512_slot().load(std::memory_order_relaxed)) k.micro_pair_to_c = microkernel_pair_to_c_avx512;
+    if (avx512_slot().load(std::memory_order_relaxed)) {
+      k.micro_pair_to_c = microkernel_pair_to_c_avx512;
+      k.small_to_c = small_tile_to_c_avx512;
+    }
 #endif
     return k;
   }

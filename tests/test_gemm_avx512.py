@@ -1,7 +1,10 @@
-"""The AVX-512 pair kernel (cpp/gemm_avx512.cpp) must give the AVX2 path's bits exactly: results
-may not depend on whether the CPU has AVX-512. Each case runs with the kernel on and off and
-compares every output bit for bit, on shapes that break the pairing (an odd panel left over,
-a partial last panel, a partial or odd strip) and with K over several k-blocks."""
+"""The AVX-512 kernels (cpp/gemm_avx512.cpp) must give the AVX2 path's bits exactly: results may
+not depend on whether the CPU has AVX-512. Each case runs with the kernels on and off and
+compares every output bit for bit. The packed path's pair kernel: shapes that break the pairing
+(an odd panel left over, a partial last panel, a partial or odd strip) and K over several
+k-blocks. The direct path's tile: every column count of a tile (1-16, and 17 = 16 + 1), row
+counts that leave each remainder group (12, 8, 4, 2, 1), and K over several k-blocks (the
+accumulate-into-C store)."""
 from __future__ import annotations
 
 import os
@@ -32,8 +35,9 @@ def avx512(on: bool):
     return setting(_core.gemm_avx512_enabled, _core._set_gemm_avx512, on)
 
 
-def both(fn):
-    with isa("avx2_fma"), direct_limit(0):  # every GEMM packed, where the pair kernel runs
+def both(fn, limit=0):
+    # limit 0: every GEMM packed, where the pair kernel runs; huge: every GEMM direct.
+    with isa("avx2_fma"), direct_limit(limit):
         with avx512(False):
             off = fn()
         with avx512(True):
@@ -61,6 +65,46 @@ def test_pair_kernel_gives_the_avx2_bits(B, I, O, act, threads):
         np.testing.assert_array_equal(c, a, err_msg=name)
 
 
+DIRECT = 1 << 40
+# (rows, K, columns): columns 1-17, rows 1-31 with every remainder group, K 1 to 3 k-blocks.
+DIRECT_SHAPES = [(r, k, c) for c, r, k in zip(range(1, 18), [1, 2, 3, 5, 7, 11, 12, 13, 15, 17,
+                                                             19, 23, 24, 25, 27, 30, 31],
+                                              [1, 3, 10, 50, 17, 1, 2, 400, 64, 5, 9, 777, 33,
+                                               8, 50, 100, 385])]
+
+
+@needs_avx512
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("B,I,O", DIRECT_SHAPES + [(50, 50, 10), (50, 10, 50), (200, 100, 10)])
+def test_direct_tile_gives_the_avx2_bits(B, I, O, act):
+    rng = np.random.default_rng(B * 7919 + I * 31 + O + 1)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    W = (rng.standard_normal((I, O)) / np.sqrt(I)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    alpha = 0.1 if act == "leaky_relu" else None
+    (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act, alpha=alpha), DIRECT)
+    g0, g1 = both(lambda: K.dense_backward(dy, x, W, z0, act, alpha=alpha), DIRECT)
+    np.testing.assert_array_equal(z1, z0, err_msg="z")
+    np.testing.assert_array_equal(y1, y0, err_msg="y")
+    for name, a, c in zip(("dx", "dW", "db"), g0, g1):
+        np.testing.assert_array_equal(c, a, err_msg=name)
+
+
+@needs_avx512
+def test_direct_tile_propagates_nan_and_inf_like_avx2():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((25, 30)).astype(np.float32)
+    x[3, 5], x[14, 0], x[20, 7] = np.nan, np.inf, -np.inf
+    W = rng.standard_normal((30, 13)).astype(np.float32)
+    b = rng.standard_normal(13).astype(np.float32)
+    for act in ("relu", "leaky_relu", "identity"):
+        (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act), DIRECT)
+        assert np.isnan(z0).any() and np.isinf(z0).any()  # the case is really exercised
+        np.testing.assert_array_equal(z1, z0)
+        np.testing.assert_array_equal(y1, y0)
+
+
 @needs_avx512
 def test_pair_kernel_propagates_nan_and_inf_like_avx2():
     rng = np.random.default_rng(5)
@@ -82,6 +126,7 @@ def test_training_with_and_without_the_pair_kernel_gives_the_same_weights():
     y = rng.integers(0, 5, 600)
 
     def fit():
+        # 40-97: packed GEMMs (the pair kernel); 64-5 and its dW: direct (the tile).
         model = fastmlp.MLP([40, 97, 64, 5], activation="leaky_relu", seed=4)
         fastmlp.train(model, X, y, loss="cross_entropy", batch_size=200, epochs=3, seed=1,
                       verbose=0)
