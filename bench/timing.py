@@ -23,6 +23,14 @@ def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float =
     Each sample runs a callable enough times to last about min_time, so microsecond kernels are
     not measured at the clock's resolution.
     """
+    samples = race_samples(contenders, repeats, warmup, min_time, cooldown, settle)
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def race_samples(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float = 10e-3,
+                 cooldown: float = 0.15, settle: float = 50e-3) -> dict:
+    """race, but returns name -> the seconds per call of every repetition, in order: sample i
+    of each contender was timed in the same round, seconds apart, so ratios can be paired."""
     inner = {}
     for name, fn in contenders.items():
         for _ in range(warmup):
@@ -49,7 +57,7 @@ def race(contenders: dict, repeats: int = 21, warmup: int = 3, min_time: float =
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t) / n)
-    return {name: float(np.median(s)) for name, s in samples.items()}
+    return samples
 
 
 def fmt_time(s: float) -> str:
