@@ -31,6 +31,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_has_avx512f", &cpu_has_avx512f);
   // Private, for tests: moves the size limit of the GEMM's direct (unpacked) path.
   m.def("_set_gemm_direct_limit", &set_gemm_direct_limit);
+  m.def("_cross_core_round_trip_ns", [](int ms) {
+    py::gil_scoped_release release;
+    return cross_core_round_trip_ns(ms);
+  }, py::arg("ms"));
   // Private, for tests and A/B runs: the AVX-512 pair kernel on or off (same bits either way).
   m.def("gemm_avx512_enabled", &gemm_avx512_enabled);
   m.def("_set_gemm_avx512", [](bool on) {

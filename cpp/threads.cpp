@@ -28,6 +28,9 @@
 #include <pthread.h>
 #define FASTMLP_HAVE_ATFORK 1
 #endif
+#if defined(__linux__)
+#include <sched.h>  // cpu_set_t, sched_getaffinity (cross_core_round_trip_ns)
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -285,6 +288,52 @@ void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,
     return;
   }
   Pool::get().run_affine(n_owners, bounds, fn);
+}
+
+double cross_core_round_trip_ns(int ms) {
+#if defined(__linux__)
+  cpu_set_t mine;
+  if (sched_getaffinity(0, sizeof mine, &mine) != 0 || CPU_COUNT(&mine) < 2 || ms < 1) return 0.0;
+  int cpu[2] = {-1, -1};
+  for (int c = 0, found = 0; c < CPU_SETSIZE && found < 2; ++c)
+    if (CPU_ISSET(c, &mine)) cpu[found++] = c;
+  auto pin = [](int c) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+  };
+  // 0: the caller's turn to write 1; 1: the echo's turn to write 0; 2: stop.
+  alignas(64) std::atomic<int> line{0};
+  std::thread echo([&] {
+    pin(cpu[1]);
+    for (;;) {
+      int v;
+      while ((v = line.load(std::memory_order_acquire)) == 0) FASTMLP_PAUSE();
+      if (v == 2) return;
+      line.store(0, std::memory_order_release);
+    }
+  });
+  pin(cpu[0]);
+  long long trips = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto until = t0 + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < 256; ++i) {
+      line.store(1, std::memory_order_release);
+      while (line.load(std::memory_order_acquire) != 0) FASTMLP_PAUSE();
+    }
+    trips += 256;
+  }
+  const std::chrono::duration<double, std::nano> dt = std::chrono::steady_clock::now() - t0;
+  line.store(2, std::memory_order_release);
+  echo.join();
+  pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
+  return dt.count() / static_cast<double>(trips);
+#else
+  (void)ms;
+  return 0.0;
+#endif
 }
 
 int affine_owners(std::ptrdiff_t n_tasks) {

@@ -111,6 +111,15 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
   });
 }
 
+// A probe of the machine, not of the pool: the mean round trip, in ns, of one cache line
+// bounced between this thread and a helper thread for about `ms` milliseconds, the two pinned
+// to the first two CPUs this process may use (Linux; elsewhere, and with fewer than two CPUs,
+// it returns 0). Every join of a multi-threaded step pays it a few times, and so does every
+// line one core writes and the other reads. On the 2-vCPU VM of bench/NOTES.md it is bimodal:
+// ~60 ns while the host runs both vCPUs on one CPU die, ~320 ns while it runs them far apart,
+// where the mnist step is 1.6x slower.
+double cross_core_round_trip_ns(int ms);
+
 // Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):
 // 32 KiB of each stream, so a 256 x 64 layer's pass (16k elements) is split between two cores
 // (in one piece it was 4% of a deep-narrow step, serial, with the other core idle).

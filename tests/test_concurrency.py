@@ -387,3 +387,26 @@ thread.join()
 print(status)
 """
     assert run_script(code) == {"ok": 20, "wrong": 0, "hung": 0}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux-only probe")
+def test_cross_core_probe_measures_and_restores_the_callers_affinity():
+    # bench/bench_placement.py reads this probe; it pins the calling thread for a moment.
+    from fastmlp import _core
+    mask = os.sched_getaffinity(0)
+    ns = _core._cross_core_round_trip_ns(2)
+    assert os.sched_getaffinity(0) == mask
+    if len(mask) >= 2:
+        assert 1.0 < ns < 1e6  # a cache line round trip, not 0 and not a time slice
+    else:
+        assert ns == 0.0
+    assert _core._cross_core_round_trip_ns(0) == 0.0
+    # One CPU allowed: nothing to bounce between, and the mask is left as it was.
+    if len(mask) >= 2:
+        one = {min(mask)}
+        os.sched_setaffinity(0, one)
+        try:
+            assert _core._cross_core_round_trip_ns(2) == 0.0
+            assert os.sched_getaffinity(0) == one
+        finally:
+            os.sched_setaffinity(0, mask)
