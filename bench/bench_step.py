@@ -83,6 +83,8 @@ def step_flops(sizes, batch) -> float:
 
 PEAK_N = 2048
 PEAK = "numpy 2048^3 matmul"  # a contender in every case's race
+PROBE = "cross-core probe"  # another: records where the host runs the two vCPUs
+FAR_NS = 150  # cross-core round trips above this: vCPUs far apart (bench/bench_placement.py)
 
 
 def peak_matmul():
@@ -256,9 +258,12 @@ def run_cases(torch, peak, cfg):
             runs[NO_BN], _ = engine_steps(plain, X, targets(plain, y, loss, len(X)), order,
                                           batch, loss, k)
         runs[PEAK] = matmul
+        trips = []  # the host's placement of the two vCPUs, probed in every round
+        runs = {PROBE: lambda: trips.append(_core._cross_core_round_trip_ns(2)), **runs}
         samples = race_samples(runs, repeats=cfg["repeats"], warmup=cfg["warmup"],
                                min_time=0.05, cooldown=cfg["cooldown"])
         peak_s = samples.pop(PEAK)
+        samples.pop(PROBE)
         t = {c: float(np.median(s)) / k for c, s in samples.items()}
         flops = step_flops(sizes, batch)
         gflops = flops / t["fastmlp"] / 1e9
@@ -269,7 +274,8 @@ def run_cases(torch, peak, cfg):
         agree = max(abs(v - ref) / max(abs(ref), 1e-12) for v in first.values())
         results[name] = dict(t=t, gflops=gflops, peak_frac=gflops / peak, agree=agree,
                              raced_peak=2 * PEAK_N ** 3 / float(np.median(peak_s)) / 1e9,
-                             paired_frac=float(paired), sizes=sizes, batch=batch, k=k)
+                             paired_frac=float(paired), sizes=sizes, batch=batch, k=k,
+                             far=float(np.mean(np.array(trips) > FAR_NS)) if trips else None)
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return results
 
@@ -417,7 +423,7 @@ def report(torch, peak, res, scaling, e2e, markdown):
     heads = ["case", "batch", "fastmlp", "fastmlp.train", "numpy loop"]
     heads += ["torch", "torch/fastmlp"] if has_torch else []
     heads += ["numpy/fastmlp", "fastmlp GFLOP/s", "of start peak", "raced peak GFLOP/s",
-              "of raced peak", "first-step loss agree"]
+              "of raced peak", "vCPUs far apart", "first-step loss agree"]
     rows = []
     for name, r in res.items():
         t = r["t"]
@@ -427,6 +433,7 @@ def report(torch, peak, res, scaling, e2e, markdown):
             row += [fmt_time(t["torch"]), f"{t['torch'] / t['fastmlp']:.2f}x"]
         row += [f"{t['numpy'] / t['fastmlp']:.2f}x", f"{r['gflops']:.1f}",
                 f"{r['peak_frac']:.0%}", f"{r['raced_peak']:.1f}", f"{r['paired_frac']:.0%}",
+                "n/a" if r["far"] is None else f"{r['far']:.0%} of probes",
                 f"{r['agree']:.1e}"]
         rows.append(row)
     table(heads, rows, markdown)
@@ -440,8 +447,11 @@ def report(torch, peak, res, scaling, e2e, markdown):
           "float32 matmul, best of a few, at the start of this run). Raced peak: the same "
           "matmul timed in each round of the case's race (median); 'of raced peak' is the "
           "median over rounds of fastmlp's GFLOP/s over the matmul's in the same round, the "
-          "share the target is judged on. 'agree': largest relative difference of the "
-          "contenders' first-step losses from the same weights and batch.\n")
+          "share the target is judged on. 'vCPUs far apart': share of the race's cross-core "
+          f"probes (cache-line round trip between the two CPUs) above {FAR_NS} ns, where the "
+          "host ran the two vCPUs on different dies and the 2-thread mnist step is ~1.6x "
+          "slower (bench/bench_placement.py, bench/NOTES.md). 'agree': largest relative "
+          "difference of the contenders' first-step losses from the same weights and batch.\n")
 
     print("## Thread scaling (median per step)\n")
     rows = []
