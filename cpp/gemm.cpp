@@ -532,15 +532,19 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
 }
 
 // GEMMs with one small operand (a narrow layer's W, or its dz at a small batch) that are still
-// worth threading. Each thread packs a private copy of the small operand and its own share of
-// the other, then computes its share of C: one parallel phase, and no packed data crosses cores.
-// The shared packing of the two-phase path made every core write lines the other had just read
-// (packed B is read by every task) and wait at a barrier between the phases; at a few MFLOP per
-// GEMM both cost more than packing the small operand twice. Shares are rows (B copied: keeps a
-// layer's batch rows on the thread that computed them) or, where A is the smaller by 2x (dW of
-// a layer narrower than its output), strip columns (A copied). Same tiles and k-blocks, so the
-// same bits; db's column sums are added in k order by the first row share, or by each column
-// share for its own strips.
+// worth threading. Each thread packs a private copy of the small operand, once per GEMM, and
+// then claims blocks of the other: it packs a block and computes that block's part of C, so no
+// packed data crosses cores. The shared packing of the two-phase path made every core write
+// lines the other had just read (packed B is read by every task) and wait at a barrier between
+// the phases; at a few MFLOP per GEMM both cost more than packing the small operand twice.
+// Blocks are rows (B copied: keeps a layer's batch rows on the thread that computed them) or,
+// where A is the smaller by 2x (dW of a layer narrower than its output), strip columns (A
+// copied). Thread j owns the j-th contiguous share of the blocks and takes unclaimed blocks
+// from the other shares when it is done: with one share per thread and no stealing, a
+// thread that ran slower (the host's other tenants, a far core) kept the other waiting, 40 us
+// of each mnist step at dW1 alone. Same tiles and k-blocks, so the same bits; db's column sums
+// are added in k order by whichever thread packs B first (row blocks), or by each column block
+// for its own strips.
 constexpr std::ptrdiff_t kSplitMaxCopy = std::ptrdiff_t(1) << 16;  // floats copied per thread
 
 enum class Split { none, rows, cols };
@@ -555,40 +559,74 @@ Split gemm_split(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int threa
   return rows ? Split::rows : Split::none;
 }
 
+// Blocks per thread of the split path: enough that the last block a thread runs is short, few
+// enough that each block still sweeps several tiles per packed strip.
+constexpr std::ptrdiff_t kSplitBlocksPerThread = 4;
+
 void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std::ptrdiff_t N,
                     std::ptrdiff_t K, const Operand& A, const Operand& B, float* C,
                     std::ptrdiff_t ldc, const Epilogue& ep, int threads, Split split) {
   const std::ptrdiff_t panels_total = ceil_div(M, kMR), strips_total = ceil_div(N, kNR);
   const bool by_rows = split == Split::rows;
   const std::ptrdiff_t units = by_rows ? panels_total : strips_total;
-  // One task per thread: task t is share t.
-  const OwnerBounds ob = even_shares(std::min<std::ptrdiff_t>(threads, units));
+  // Row blocks stay within MC rows, so a block's packed A stays in L2.
+  const std::ptrdiff_t max_block = by_rows ? kMC / kMR : units;
+  const std::ptrdiff_t block = std::max<std::ptrdiff_t>(
+      1, std::min(max_block, ceil_div(units, kSplitBlocksPerThread * threads)));
+  const std::ptrdiff_t n_blocks = ceil_div(units, block);
+  const OwnerBounds ob = even_shares(n_blocks);
+  // Which GEMM a thread's private copy of the small operand belongs to: threads pack it on
+  // their first block of this call, and a thread that runs no block never packs it.
+  static std::atomic<std::uint64_t> calls{0};
+  const std::uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
+  thread_local std::uint64_t packed_for = 0;
+  std::atomic<bool> colsum_taken{false};
   with_reader(A, [&](auto ra) {
     with_reader(B, [&](auto rb) {
       parallel_for_affine(ob, [&](std::ptrdiff_t t) {
-        const std::ptrdiff_t u_lo = units * t / ob.owners, u_hi = units * (t + 1) / ob.owners;
-        const std::ptrdiff_t p_lo = by_rows ? u_lo : 0;
-        const std::ptrdiff_t n_panels = by_rows ? u_hi - u_lo : panels_total;
-        const std::ptrdiff_t s_lo = by_rows ? 0 : u_lo;
-        const std::ptrdiff_t n_strips = by_rows ? strips_total : u_hi - u_lo;
-        const std::ptrdiff_t i_base = p_lo * kMR, j_base = s_lo * kNR;
+        const std::ptrdiff_t u_lo = t * block, u_hi = std::min(units, u_lo + block);
         Scratch& sc = scratch();  // the running thread's own buffers
-        float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
-        float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
-        // Row shares: the first adds db's sums; column shares: each for its own strips.
-        float* colsum = by_rows && t > 0 ? nullptr : ep.colsum_b;
-        if (!A.z && A.rs == 1)
-          pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, i_base, n_panels, M, Ap);
-        else
-          pack_a_panels(ra, i_base, 0, n_panels, n_panels, M, K, kKC, Ap);
-        if (!B.z && B.cs == 1 && !colsum)
-          pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, j_base, n_strips, N, Bp);
-        else
-          pack_b_strips(rb, j_base, 0, n_strips, n_strips, N, K, kKC, Bp, colsum);
-        // Rows in blocks of at most MC, so A's k-block stays in L2.
-        for (std::ptrdiff_t q = 0; q < n_panels; q += kMC / kMR)
-          run_tiles(kern, ep, K, kKC, Ap, n_panels, q, std::min(n_panels, q + kMC / kMR),
-                    i_base, Bp, n_strips, 0, n_strips, j_base, M, N, C, ldc);
+        if (packed_for != call) {  // this thread's copy of the small operand, all of it
+          if (by_rows) {
+            // db's sums: the first thread to pack B adds them (the same bits from any thread).
+            float* colsum = ep.colsum_b && !colsum_taken.exchange(true) ? ep.colsum_b : nullptr;
+            float* Bp = grown(sc.b, static_cast<size_t>(strips_total * kNR * K));
+            if (!B.z && B.cs == 1 && !colsum)
+              pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, 0, strips_total, N, Bp);
+            else
+              pack_b_strips(rb, 0, 0, strips_total, strips_total, N, K, kKC, Bp, colsum);
+          } else {
+            float* Ap = grown(sc.a, static_cast<size_t>(panels_total * kMR * K));
+            if (!A.z && A.rs == 1)
+              pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, 0, panels_total, M, Ap);
+            else
+              pack_a_panels(ra, 0, 0, panels_total, panels_total, M, K, kKC, Ap);
+          }
+          packed_for = call;
+        }
+        if (by_rows) {
+          const std::ptrdiff_t n_panels = u_hi - u_lo, i_base = u_lo * kMR;
+          float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
+          if (!A.z && A.rs == 1)
+            pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, i_base, n_panels, M, Ap);
+          else
+            pack_a_panels(ra, i_base, 0, n_panels, n_panels, M, K, kKC, Ap);
+          run_tiles(kern, ep, K, kKC, Ap, n_panels, 0, n_panels, i_base, sc.b.data(),
+                    strips_total, 0, strips_total, 0, M, N, C, ldc);
+        } else {
+          const std::ptrdiff_t n_strips = u_hi - u_lo, j_base = u_lo * kNR;
+          float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
+          // Column blocks: each adds the sums of its own strips.
+          if (!B.z && B.cs == 1 && !ep.colsum_b)
+            pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, j_base, n_strips, N, Bp);
+          else
+            pack_b_strips(rb, j_base, 0, n_strips, n_strips, N, K, kKC, Bp, ep.colsum_b);
+          // Rows in blocks of at most MC, so A's k-block stays in L2.
+          for (std::ptrdiff_t q = 0; q < panels_total; q += kMC / kMR)
+            run_tiles(kern, ep, K, kKC, sc.a.data(), panels_total, q,
+                      std::min(panels_total, q + kMC / kMR), 0, Bp, n_strips, 0, n_strips,
+                      j_base, M, N, C, ldc);
+        }
       });
     });
   });
