@@ -9,8 +9,8 @@ specification, same names and signatures); ``fastmlp.cuda`` (their GPU twins) an
 """
 from __future__ import annotations
 
-from . import (_core, _validate, callbacks, cuda, datasets, diagnostics, idx, initializers,
-               kernels, reference, schedules)
+from . import (_core, callbacks, cuda, datasets, diagnostics, idx, initializers, kernels,
+               reference, schedules)
 from .backends import backends, cuda_info
 from .checkpoint import Checkpoint, load_checkpoint
 from .diagnostics import DiagnosticWarning, diagnose
@@ -45,10 +45,9 @@ def set_num_threads(n: int) -> None:
 
     Results are bitwise identical whatever ``n`` is.
     """
-    n = _validate.integer(n, "n", low=1, what="threads")
-    # The pool clamps to 65535 anyway (and starts at most 64 OS threads); clamping here keeps
-    # counts beyond C++'s int from reaching the binding.
-    _core.set_num_threads(min(n, 65535))
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:

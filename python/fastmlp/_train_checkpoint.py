@@ -24,9 +24,6 @@ def _checkpoint_options(checkpoint, checkpoint_every, resume):
         folder = os.path.dirname(os.path.abspath(checkpoint))
         if not os.path.isdir(folder):
             raise ValueError(f"checkpoint: folder {folder!r} does not exist; create it first")
-        if os.path.isdir(checkpoint):  # else the first save fails, naming its temporary file
-            raise IsADirectoryError(f"checkpoint: {checkpoint!r} is a directory; pass a file "
-                                    f"path such as {os.path.join(checkpoint, 'run.ckpt')!r}")
     checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     if resume is True:
         if checkpoint is None:

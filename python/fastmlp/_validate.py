@@ -94,21 +94,14 @@ def real(value, name: str, *, low: float | None = None, high: float | None = Non
     return v
 
 
-INT64_MAX = 2 ** 63 - 1
-
-
-def integer(value, name: str, *, low: int = 0, high: int = INT64_MAX, what: str = "") -> int:
-    """An integer in [low, high] (low 0: "non-negative", 1: "positive"); `what` says what it
-    counts. high defaults to int64's largest: the engine's counters are 64-bit, and a larger
-    Python int reached pybind11 as an unreadable "incompatible function arguments"."""
+def integer(value, name: str, *, low: int = 0, what: str = "") -> int:
+    """An integer >= low (0: "non-negative", 1: "positive"); `what` says what it counts."""
     kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
     expected = f"{name}: expected {kind}" + (f" ({what})" if what else "")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
     if value < low:
         raise ValueError(f"{expected}, got {value}")
-    if value > high:
-        raise ValueError(f"{expected} of at most {high}, got {value}")
     return int(value)
 
 

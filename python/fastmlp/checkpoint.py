@@ -362,8 +362,6 @@ def load_checkpoint(path) -> Checkpoint:
     problem) for one that is not a checkpoint, truncated, altered (SHA-256 mismatch), of
     another version, or whose header and arrays disagree.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a checkpoint file path, got {type(path).__name__}")
     path = os.fspath(path)
     header, arrays = read_container(path)
     return Checkpoint(header, arrays, path)

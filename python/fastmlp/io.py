@@ -113,8 +113,7 @@ def load(path) -> MLP:
     with _open_archive(path) as archive:
         try:
             return _read(archive, path)
-        # A truncated member; RuntimeError: zipfile's "encrypted, password required".
-        except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as e:
+        except (zipfile.BadZipFile, EOFError, OSError) as e:  # a truncated member
             raise ValueError(f"path: {path!r} is damaged ({type(e).__name__}: {e})") from None
 
 
@@ -150,20 +149,15 @@ def _header(archive, path: str) -> dict:
     if archive.zip.getinfo("fastmlp.npy").file_size > MAX_HEADER_BYTES:
         raise ValueError(f"path: {path!r} has a header over {MAX_HEADER_BYTES} bytes; not a "
                          f"fastmlp model file")
-    try:
-        raw = archive["fastmlp"]
-    except RuntimeError as e:  # zipfile: an encrypted member
-        raise ValueError(f"path: {path!r} is not a fastmlp model file ({e})") from None
+    raw = archive["fastmlp"]
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError(f"header array has dtype {raw.dtype} and shape {raw.shape}")
         meta = json.loads(raw.tobytes().decode())
         if not isinstance(meta, dict):
             raise ValueError("header is not a JSON object")
-    # RecursionError: JSON nested deeper than the parser's recursion limit.
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ValueError(f"path: {path!r} has a corrupt header ({type(e).__name__}: {e})") \
-            from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"path: {path!r} has a corrupt header ({e})") from None
     return meta
 
 
@@ -226,7 +220,7 @@ def _build(meta: dict) -> MLP:
                 bn_eps=meta["bn_eps"])
     for layer, desc in zip(model.layers, layers):
         layer.init = desc["init"]
-        layer.trainable = desc["trainable"]  # a JSON boolean: "no" was loaded as trainable
+        layer.trainable = bool(desc["trainable"])
     return model
 
 

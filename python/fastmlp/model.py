@@ -137,30 +137,7 @@ class Layer:
             return
         if name == "trainable" and not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable: expected True or False, got {value!r}")
-        if name in self.__dict__:  # a change after construction: checked like MLP's arguments
-            value = self._checked(name, value)
         object.__setattr__(self, name, value)
-
-    # The shape of the model's buffers follows from these: changing one would leave W, b and
-    # the batch-norm arrays where the network no longer looks for them.
-    _FIXED = ("n_in", "n_out", "batchnorm", "index")
-
-    def _checked(self, name: str, value):
-        if name in Layer._FIXED:
-            raise AttributeError(f"{name}: fixed when the model is built (it sets the layout of "
-                                 f"the parameters); build a new MLP instead")
-        if name == "activation":
-            allowed = OUTPUT_ACTIVATIONS if self.index == len(self._model.layers) - 1 else \
-                v.ACTIVATIONS
-            if not isinstance(value, str) or value not in allowed:
-                raise ValueError(f"activation: expected one of {', '.join(allowed)}, got "
-                                 f"{value!r}")
-            return value
-        if name == "alpha":
-            return v.real(value, "alpha", low=0.0, f32=True)
-        if name == "dropout":
-            return v.real(value, "dropout", low=0.0, high=1.0, high_open=True)
-        return value
 
     def copy_from(self, src: "Layer") -> None:
         """Copies src's arrays (W, then b or gamma, beta and the running statistics) into
@@ -468,7 +445,7 @@ class MLP:
         device="cuda" runs it on the GPU (fastmlp.backends() must list "cuda"): networks
         whose layers are all at most 128 wide, without batch norm, run as one fused kernel."""
         X = self._input(X)
-        bs = _batch_rows(batch_size, len(X))
+        bs = _positive_int(batch_size, "batch_size")
         net = self._network(device=check_device(device))
         return net.predict(X, bs, self.output_activation == "softmax")
 
@@ -480,7 +457,7 @@ class MLP:
         should use output_activation="sigmoid" (identity outputs would get a softmax).
         device: "cpu" or "cuda", as in predict."""
         X = self._input(X)
-        bs = _batch_rows(batch_size, len(X))
+        bs = _positive_int(batch_size, "batch_size")
         # A softmax over one column is always 1: one logit can only mean a sigmoid.
         one_logit = self.output_activation == "identity" and self.n_outputs == 1
         sigmoid = self.output_activation == "sigmoid" or one_logit
@@ -525,17 +502,7 @@ class MLP:
             raise ValueError(f"n_layers: expected an integer in [1, {len(model.layers)}], "
                              f"got {n_layers!r}")
         reused = model.layers[:n_layers]
-        if isinstance(new_sizes, (str, bytes)) or not isinstance(new_sizes, (list, tuple,
-                                                                             np.ndarray)):
-            raise TypeError(f"new_sizes: expected a list of layer sizes (e.g. [50, 10]), got "
-                            f"{type(new_sizes).__name__} {new_sizes!r}")
-        # The same check as MLP's sizes, before any layer is built.
-        new_sizes = [v.integer(s, f"new_sizes[{i}]", low=1) for i, s in enumerate(new_sizes)]
-        if isinstance(freeze, (bool, np.bool_)):
-            n_frozen = n_layers if freeze else 0
-        else:
-            n_frozen = v.integer(freeze, "freeze", high=n_layers,
-                                 what="True, False, or how many of the reused layers to freeze")
+        new_sizes = list(new_sizes)
         if not new_sizes and n_layers < len(model.layers):
             raise ValueError("new_sizes: expected at least the output size of the new head")
         sizes = model.sizes[:n_layers + 1] + new_sizes
@@ -564,6 +531,7 @@ class MLP:
         new = cls(sizes, activation=acts, output_activation=out_act, init=inits,
                   batchnorm=bn_list, dropout=do_list, seed=seed, alpha=alphas,
                   bn_momentum=model.bn_momentum, bn_eps=model.bn_eps, **kwargs)
+        n_frozen = n_layers if freeze is True else (0 if freeze is False else int(freeze))
         for i, (src, dst) in enumerate(zip(reused, new.layers)):
             dst.copy_from(src)
             dst.trainable = i >= n_frozen
@@ -576,12 +544,6 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
     return int(value)
-
-
-def _batch_rows(batch_size, n: int) -> int:
-    """batch_size checked, then at most n rows: a batch never holds more rows than the data,
-    and a batch_size beyond int64 (2**63) no longer reaches the engine's 64-bit argument."""
-    return min(_positive_int(batch_size, "batch_size"), max(1, n))
 
 
 def as_features(X, name: str, n_features: int) -> np.ndarray:

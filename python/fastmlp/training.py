@@ -36,22 +36,6 @@ from .schedules import Constant, as_schedule
 # _hyper, _choice, _check_output) stay importable from here.
 
 
-def _rows_like(y, n: int) -> np.ndarray:
-    """y as an array with n rows (a row per row of X), or a ValueError saying what it is."""
-    if isinstance(y, (list, tuple)):
-        try:
-            y = np.asarray(y)
-        except ValueError:  # NumPy refuses ragged nesting
-            raise ValueError(f"y: expected {n} rows of equal length, got a ragged "
-                             f"{type(y).__name__} (rows of different lengths)") from None
-    if not isinstance(y, np.ndarray):  # ValueError, as train() has always raised here
-        raise ValueError(f"y: expected a numpy array with {n} rows, got {type(y).__name__}")
-    if y.ndim == 0 or len(y) != n:
-        raise ValueError(f"y: expected {n} rows to match X, got "
-                         f"{'a scalar' if y.ndim == 0 else f'{len(y)} rows'} (shape {y.shape})")
-    return y
-
-
 class OptimizerState:
     """The optimizer's memory carried from one train() call to the next: pass the same object
     as ``train(..., optimizer_state=state)`` to every call, and each continues where the last
@@ -72,7 +56,7 @@ class OptimizerState:
     def __repr__(self) -> str:
         return f"OptimizerState(optimizer={self.optimizer!r}, step={self.step})"
 
-    def _buffers(self, optimizer: str, n_par: int, params: np.ndarray):
+    def _buffers(self, optimizer: str, n_par: int):
         """(state0, state1, step): this state's, or fresh zeros for an empty one."""
         if self.optimizer is None:
             self.optimizer = optimizer
@@ -83,28 +67,10 @@ class OptimizerState:
             raise ValueError(f"optimizer_state: holds the state of optimizer "
                              f"{self.optimizer!r}, not {optimizer!r}; pass a new "
                              f"fastmlp.OptimizerState() to start afresh")
-        elif isinstance(self.state0, np.ndarray) and self.state0.shape != (n_par,):
+        elif self.state0 is None or self.state0.shape != (n_par,):
             raise ValueError("optimizer_state: belongs to a model with a different number of "
                              "parameters; pass a new fastmlp.OptimizerState()")
-        self._check(n_par, params)
         return self.state0, self.state1, self.step
-
-    def _check(self, n_par: int, params: np.ndarray) -> None:
-        """The attributes as train() left them, or compatible replacements: the engine updates
-        state0 and state1 in place, so they must be separate float32 buffers of the model's
-        parameter count (one buffer for both moments, or a view of the weights, was written
-        twice per element and diverged), and step a count of updates."""
-        for name in ("state0", "state1"):
-            v.inplace_array(getattr(self, name), f"optimizer_state.{name}", (n_par,))
-        for a, b, what in ((self.state0, self.state1, "state0 and state1"),
-                           (self.state0, params, "state0 and the model's parameters"),
-                           (self.state1, params, "state1 and the model's parameters")):
-            if np.shares_memory(a, b):
-                raise ValueError(f"optimizer_state: {what} share memory; each must be its own "
-                                 f"buffer (they are updated in place)")
-        # 2**62: room for the steps of the coming call in the engine's int64 counter.
-        self.step = v.integer(self.step, "optimizer_state.step", high=2 ** 62,
-                              what="updates made so far")
 
 
 def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
@@ -219,7 +185,11 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
                                                                resume)
 
     X = model._input(X, "X")
-    y = _rows_like(y, len(X))
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not isinstance(y, np.ndarray) or len(y) != len(X):
+        raise ValueError(f"y: expected {len(X)} rows to match X, got "
+                         f"{len(y) if hasattr(y, '__len__') else type(y).__name__}")
     sw = _sample_weight(sample_weight, len(X))
     X, y, Xv, yv = _split_validation(X, y, validation_data, validation_split)
     if sw is not None:
@@ -256,7 +226,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if optimizer_state is None:
         state0, state1, step = np.zeros(n_par, np.float32), np.zeros(n_par, np.float32), 0
     else:
-        state0, state1, step = optimizer_state._buffers(optimizer, n_par, model._params)
+        state0, state1, step = optimizer_state._buffers(optimizer, n_par)
     rng = np.random.default_rng(seed)
     dropout_seed = int(rng.integers(0, 2 ** 63))
     n = len(X)

@@ -177,9 +177,9 @@ def _adam_step(core, params, grads, m, v, step, lr, beta1, beta2, eps, weight_de
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step: expected an integer >= 1 (the 1-based index of this update), "
                         f"got {step!r}")
-    if step < 1 or step > val.INT64_MAX:
-        raise ValueError(f"step: expected an integer >= 1 (the 1-based index of this update) "
-                         f"of at most {val.INT64_MAX}, got {step}")
+    if step < 1:
+        raise ValueError(f"step: expected an integer >= 1 (the 1-based index of this update), "
+                         f"got {step}")
     lr = val.real(lr, "lr", low=0.0)
     beta1 = val.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
     beta2 = val.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
