@@ -9,6 +9,10 @@ specification, same names and signatures); ``fastmlp.cuda`` (their GPU twins) an
 """
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
+
 from . import (_core, callbacks, cuda, datasets, diagnostics, idx, initializers, kernels,
                reference, schedules)
 from .backends import backends, cuda_info
@@ -21,6 +25,7 @@ from .pretrain import pretrain_autoencoder
 from .training import OptimizerState, evaluate, train
 
 __version__ = "0.1.0"
+_MAX_THREADS = 0xFFFF  # the thread pool's limit (cpp/threads.cpp)
 __all__ = ["MLP", "Layer", "train", "evaluate", "OptimizerState", "load_checkpoint", "Checkpoint",
            "diagnose", "DiagnosticWarning", "pretrain_autoencoder", "save", "load",
            "export_onnx", "callbacks", "datasets", "idx", "diagnostics", "schedules",
@@ -45,9 +50,13 @@ def set_num_threads(n: int) -> None:
 
     Results are bitwise identical whatever ``n`` is.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
-    _core.set_num_threads(n)
+    # NumPy integers count as integers; bools do not. The pool takes at most 65535 threads (its
+    # job words hold 16-bit counts), and _core's int argument could not even take 2**31.
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or \
+            not 1 <= n <= _MAX_THREADS:
+        raise ValueError(f"n: expected an integer >= 1 (threads, at most {_MAX_THREADS}), "
+                         f"got {n!r}")
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:

@@ -21,6 +21,11 @@ def _checkpoint_options(checkpoint, checkpoint_every, resume):
             raise TypeError(f"checkpoint: expected a file path, got "
                             f"{type(checkpoint).__name__}")
         checkpoint = os.fspath(checkpoint)
+        # Checked here, before training: the first write, an epoch later, would fail naming
+        # its temporary file instead.
+        if os.path.isdir(checkpoint):
+            raise ValueError(f"checkpoint: {checkpoint!r} is a directory; pass a file path "
+                             f"such as {os.path.join(checkpoint, 'run.ckpt')!r}")
         folder = os.path.dirname(os.path.abspath(checkpoint))
         if not os.path.isdir(folder):
             raise ValueError(f"checkpoint: folder {folder!r} does not exist; create it first")
@@ -40,6 +45,8 @@ def _checkpoint_options(checkpoint, checkpoint_every, resume):
         if not os.path.exists(resume):
             raise FileNotFoundError(f"resume: {resume!r}: no such file (resume=True starts "
                                     f"afresh when the checkpoint does not exist yet)")
+        if os.path.isdir(resume):
+            raise ValueError(f"resume: {resume!r} is a directory, not a checkpoint file")
     return checkpoint, checkpoint_every, resume
 
 
@@ -83,7 +90,8 @@ def _resume_progress(saved, rng, history: History):
         skipped = int(h["skipped_batches"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{where} has a corrupt history ({e!r})") from None
-    if not (0 <= t["dropout_seed"] < 2 ** 64 and 0 <= t["step"] and 0 <= t["epoch"]):
+    # step: at most training._MAX_STEP, as for optimizer_state.step (a 64-bit engine counter).
+    if not (0 <= t["dropout_seed"] < 2 ** 64 and 0 <= t["step"] <= 2 ** 62 and 0 <= t["epoch"]):
         raise ValueError(f"{where} has a corrupt header (step, epoch or dropout seed)")
     history.epoch, history.history = epochs, logs
     history.nonfinite, history.skipped_batches = nonfinite, skipped

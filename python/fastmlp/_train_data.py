@@ -12,11 +12,21 @@ from . import _validate as v
 from .model import MLP
 
 
+def as_array(y, name: str = "y"):
+    """y, with a list or tuple made an array; a ragged one is refused naming the argument."""
+    if isinstance(y, (list, tuple)):
+        try:
+            return np.asarray(y)
+        except ValueError as e:  # NumPy's message does not name the argument
+            raise ValueError(f"{name}: expected one label or one row of targets per sample, "
+                             f"all rows of one length ({e})") from None
+    return y
+
+
 def targets(model: MLP, y, loss: str, n: int, name: str = "y") -> np.ndarray:
     """y as the engine wants it: int64 labels (n,) for cross_entropy, float32 (n, n_outputs)
     otherwise; checked for length, range and finiteness."""
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
+    y = as_array(y, name)
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {type(y).__name__}")
     if y.shape[:1] != (n,):

@@ -67,11 +67,12 @@ def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0
         beta2=v.real(beta2, "beta2", low=0.0, high=1.0, high_open=True),
         eps=v.real(_DEFAULT_EPS.get(kind, 1e-8) if eps is None else eps, "eps", low=0.0,
                    low_open=True, f32=True),  # 0 would divide 0/0 for an exactly-zero gradient
-        weight_decay=v.real(weight_decay, "weight_decay", low=0.0),
+        # f32: lr, weight_decay, l1 and l2 reach the kernels as float32, where 1e39 is Inf.
+        weight_decay=v.real(weight_decay, "weight_decay", low=0.0, f32=True),
         decoupled=optimizer == "adamw",
         clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
         clip_norm=v.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True),
-        l1=v.real(l1, "l1", low=0.0), l2=v.real(l2, "l2", low=0.0),
+        l1=v.real(l1, "l1", low=0.0, f32=True), l2=v.real(l2, "l2", low=0.0, f32=True),
         max_norm=v.optional_real(max_norm, "max_norm", low=0.0, low_open=True))
     if kind != "sgd" and hp["momentum"] != 0.0:
         # Only the SGD family reads it: silently ignoring it would hide a misconfigured run.

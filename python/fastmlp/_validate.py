@@ -70,8 +70,9 @@ _F32_MAX = float(np.finfo(np.float32).max)
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
          low_open: bool = False, high_open: bool = False, f32: bool = False) -> float:
     """A finite real number within [low, high] (open ends where asked). With f32=True it must
-    also stay finite, and above an open low end, once the kernels round it to float32: a
-    positive eps of 1e-46 is 0 in float32 and divides 0 by 0."""
+    also stay finite, above an open low end and below an open high end, once the kernels round
+    it to float32: a positive eps of 1e-46 is 0 in float32 and divides 0 by 0, a dropout rate of
+    0.99999999 is 1 and scales the kept units by 1 / 0."""
     # Plain floats and ints skip the numbers.Real ABC check, the slow part on the per-step path
     # (type(True) is bool, so bools still take the full check and are rejected).
     if type(value) is not float and type(value) is not int and (
@@ -90,6 +91,9 @@ def real(value, name: str, *, low: float | None = None, high: float | None = Non
                              f"{_F32_MAX:.4g}), got {v}")
         if low is not None and low_open and float(np.float32(v)) <= low:
             raise ValueError(f"{name}: expected > {low} in float32 (the kernels compute in "
+                             f"float32), got {v}, which rounds to {float(np.float32(v))}")
+        if high is not None and high_open and float(np.float32(v)) >= high:
+            raise ValueError(f"{name}: expected < {high} in float32 (the kernels compute in "
                              f"float32), got {v}, which rounds to {float(np.float32(v))}")
     return v
 

@@ -46,7 +46,7 @@ import struct
 
 import numpy as np
 
-from ._atomic import write_atomic
+from ._atomic import file_name, write_atomic
 from .callbacks import EarlyStopping, ReduceLROnPlateau
 from .io import _build, architecture
 from .model import MLP
@@ -116,7 +116,7 @@ def read_container(path) -> tuple[dict, dict]:
                          f"altered; use an intact copy (or start training afresh)")
     try:
         header = json.loads(bytes(body[_PREFIX:_PREFIX + n_header]).decode())
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSON nested too deep
         raise ValueError(f"{where} has a corrupt header ({e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{where} is not a fastmlp checkpoint (format "
@@ -207,7 +207,7 @@ def write_training_checkpoint(path, model: MLP, training: dict, arrays: dict) ->
               "model": architecture(model), "training": training}
     try:
         write_container(path, header, {**model_arrays, **arrays})
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         if isinstance(e, ValueError) and str(e).startswith("checkpoint:"):
             raise
         raise ValueError(f"checkpoint: the model's metadata must be JSON-serialisable ({e})") \
@@ -362,6 +362,8 @@ def load_checkpoint(path) -> Checkpoint:
     problem) for one that is not a checkpoint, truncated, altered (SHA-256 mismatch), of
     another version, or whose header and arrays disagree.
     """
-    path = os.fspath(path)
+    path = file_name(path, "path")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a directory, not a checkpoint file")
     header, arrays = read_container(path)
     return Checkpoint(header, arrays, path)

@@ -85,7 +85,7 @@ def save(model: MLP, path) -> None:
                       "scale": model.input_scale is not None}}
     try:
         header = json.dumps(meta).encode()
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise ValueError(f"model.metadata: expected JSON-serialisable values (str, numbers, "
                          f"bools, None, lists, dicts with str keys): {e}") from None
     arrays = {"fastmlp": np.frombuffer(header, dtype=np.uint8)}
@@ -111,10 +111,7 @@ def load(path) -> MLP:
     """
     path = _readable_path(path)
     with _open_archive(path) as archive:
-        try:
-            return _read(archive, path)
-        except (zipfile.BadZipFile, EOFError, OSError) as e:  # a truncated member
-            raise ValueError(f"path: {path!r} is damaged ({type(e).__name__}: {e})") from None
+        return _read(archive, path)
 
 
 def read_header(path) -> dict:
@@ -129,7 +126,8 @@ def read_header(path) -> dict:
 def _open_archive(path: str):
     """Yields the .npz archive at path (checked by _readable_path) for load() and read_header(),
     and closes the archive and the file on every path; ValueError naming the file when it is
-    not an .npz archive."""
+    not an .npz archive, or when reading a member fails (truncated, encrypted, compressed with
+    a method zipfile lacks)."""
     # Our own handle, closed on every path (np.load(path) leaks it when parsing fails).
     with open(path, "rb") as f:
         try:
@@ -140,7 +138,15 @@ def _open_archive(path: str):
             raise ValueError(f"path: {path!r} is a single .npy array, not a fastmlp model "
                              f"file")
         with archive:
-            yield archive
+            try:
+                yield archive
+            except (zipfile.BadZipFile, EOFError, OSError) as e:  # a truncated member
+                raise ValueError(f"path: {path!r} is damaged ({type(e).__name__}: {e})") \
+                    from None
+            except (RuntimeError, NotImplementedError) as e:  # zipfile's "is encrypted", ...
+                raise ValueError(f"path: {path!r} is not a valid fastmlp model file: a member "
+                                 f"is encrypted or compressed in a way fastmlp never writes "
+                                 f"({e})") from None
 
 
 def _header(archive, path: str) -> dict:
@@ -156,7 +162,7 @@ def _header(archive, path: str) -> dict:
         meta = json.loads(raw.tobytes().decode())
         if not isinstance(meta, dict):
             raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSON nested too deep
         raise ValueError(f"path: {path!r} has a corrupt header ({e})") from None
     return meta
 
@@ -186,7 +192,8 @@ def _read(archive, path: str) -> MLP:
                 view[...] = _array(archive, f"layers/{layer.index}/{name}", view.shape, path)
     if version >= 2:
         wanted = meta.get("input") or {}
-        if not isinstance(wanted, dict):
+        if not isinstance(wanted, dict) or not all(
+                type(wanted.get(k, False)) is bool for k in ("mean", "scale")):
             raise ValueError(f"path: {path!r} has a corrupt header (input: {wanted!r})")
         if wanted.get("mean"):
             model.input_mean = _array(archive, "input/mean", (model.n_inputs,), path)
@@ -220,7 +227,10 @@ def _build(meta: dict) -> MLP:
                 bn_eps=meta["bn_eps"])
     for layer, desc in zip(model.layers, layers):
         layer.init = desc["init"]
-        layer.trainable = bool(desc["trainable"])
+        if type(desc["trainable"]) is not bool:  # bool("no") is True: only JSON true / false
+            raise TypeError(f"layers[{layer.index}].trainable = {desc['trainable']!r}, "
+                            f"expected true or false")
+        layer.trainable = desc["trainable"]
     return model
 
 

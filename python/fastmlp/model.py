@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -91,6 +92,7 @@ class Layer:
     ``layer.W[...] = values`` or ``layer.W = values`` (copied in, shape checked)."""
 
     _ARRAYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
+    _CHECKED = ("activation", "alpha", "dropout")  # settings checked by __setattr__
 
     def __init__(self, model: "MLP", index: int, n_in: int, n_out: int, activation: str,
                  alpha: float, batchnorm: bool, dropout: float, init: str):
@@ -137,6 +139,18 @@ class Layer:
             return
         if name == "trainable" and not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable: expected True or False, got {value!r}")
+        # What the engine reads is checked when it is set, so a bad value never reaches C++.
+        where = f"layers[{self.index}].{name}" if name in Layer._CHECKED else name
+        if name == "activation":
+            allowed = OUTPUT_ACTIVATIONS if self.index == len(self._model.sizes) - 2 \
+                else v.ACTIVATIONS
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{where}: expected one of {', '.join(allowed)}, got "
+                                 f"{value!r}")
+        elif name == "alpha":
+            value = v.real(value, where, low=0.0, f32=True)
+        elif name == "dropout":
+            value = _dropout_rate(value, where)
         object.__setattr__(self, name, value)
 
     def copy_from(self, src: "Layer") -> None:
@@ -215,7 +229,7 @@ class MLP:
         inits = _per_layer(init, "init", n_layers, "layer")
         biases = _per_layer(bias_init, "bias_init", n_layers, "layer")
         self.bn_momentum = v.real(bn_momentum, "bn_momentum", low=0.0, high=1.0)
-        self.bn_eps = v.real(bn_eps, "bn_eps", low=0.0, low_open=True)
+        self.bn_eps = v.real(bn_eps, "bn_eps", low=0.0, low_open=True, f32=True)
 
         self.layers: list[Layer] = []
         p_size = s_size = 0
@@ -225,8 +239,8 @@ class MLP:
             else:
                 act = output_activation
                 a = v.DEFAULT_ALPHA.get(act, 0.0)
-            d = v.real(drops[i], f"dropout[{i}]" if isinstance(dropout, (list, tuple))
-                       else "dropout", low=0.0, high=1.0, high_open=True)
+            d = _dropout_rate(drops[i], f"dropout[{i}]" if isinstance(dropout, (list, tuple))
+                              else "dropout")
             bn = bns[i]
             if not isinstance(bn, (bool, np.bool_)):
                 raise TypeError(f"batchnorm: expected True/False (or a list of them), got {bn!r}")
@@ -445,7 +459,8 @@ class MLP:
         device="cuda" runs it on the GPU (fastmlp.backends() must list "cuda"): networks
         whose layers are all at most 128 wide, without batch norm, run as one fused kernel."""
         X = self._input(X)
-        bs = _positive_int(batch_size, "batch_size")
+        # Buffers for one batch: a batch_size beyond the rows is one batch of all of them.
+        bs = min(_positive_int(batch_size, "batch_size"), len(X))
         net = self._network(device=check_device(device))
         return net.predict(X, bs, self.output_activation == "softmax")
 
@@ -457,7 +472,7 @@ class MLP:
         should use output_activation="sigmoid" (identity outputs would get a softmax).
         device: "cpu" or "cuda", as in predict."""
         X = self._input(X)
-        bs = _positive_int(batch_size, "batch_size")
+        bs = min(_positive_int(batch_size, "batch_size"), len(X))  # as in predict
         # A softmax over one column is always 1: one logit can only mean a sigmoid.
         one_logit = self.output_activation == "identity" and self.n_outputs == 1
         sigmoid = self.output_activation == "sigmoid" or one_logit
@@ -501,7 +516,21 @@ class MLP:
                 not 1 <= n_layers <= len(model.layers):
             raise ValueError(f"n_layers: expected an integer in [1, {len(model.layers)}], "
                              f"got {n_layers!r}")
+        bad_freeze = (f"freeze: expected True, False or an integer in [0, {n_layers}] (how "
+                      f"many of the reused layers to freeze), got {freeze!r}")
+        if isinstance(freeze, (bool, np.bool_)):
+            n_frozen = n_layers if freeze else 0
+        elif isinstance(freeze, numbers.Integral):
+            if not 0 <= freeze <= n_layers:
+                raise ValueError(bad_freeze)
+            n_frozen = int(freeze)
+        else:
+            raise TypeError(bad_freeze)
         reused = model.layers[:n_layers]
+        if isinstance(new_sizes, (str, bytes)) or not isinstance(new_sizes, Iterable):
+            raise TypeError(f"new_sizes: expected a list of the new layers' sizes (e.g. "
+                            f"[{new_sizes!r}] for one output layer), got "
+                            f"{type(new_sizes).__name__} {new_sizes!r}")
         new_sizes = list(new_sizes)
         if not new_sizes and n_layers < len(model.layers):
             raise ValueError("new_sizes: expected at least the output size of the new head")
@@ -531,13 +560,16 @@ class MLP:
         new = cls(sizes, activation=acts, output_activation=out_act, init=inits,
                   batchnorm=bn_list, dropout=do_list, seed=seed, alpha=alphas,
                   bn_momentum=model.bn_momentum, bn_eps=model.bn_eps, **kwargs)
-        n_frozen = n_layers if freeze is True else (0 if freeze is False else int(freeze))
         for i, (src, dst) in enumerate(zip(reused, new.layers)):
             dst.copy_from(src)
             dst.trainable = i >= n_frozen
         # The reused first layer was trained on inputs standardised this way.
         new.input_mean, new.input_scale = model.input_mean, model.input_scale
         return new
+
+
+def _dropout_rate(value, name: str) -> float:
+    return v.real(value, name, low=0.0, high=1.0, high_open=True, f32=True)
 
 
 def _positive_int(value, name: str) -> int:

@@ -26,6 +26,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ._validate import F32_MAX
 from ._validate import integer as _integer
 from ._validate import real as _real
 
@@ -62,7 +63,7 @@ class Constant(Schedule):
     _fields = ("lr",)
 
     def __init__(self, lr: float):
-        self.lr = _real(lr, "lr", low=0.0)
+        self.lr = _real(lr, "lr", low=0.0, f32=True)  # the engine steps with float32 lr
 
     def _lr(self, step: int) -> float:
         return self.lr
@@ -81,7 +82,7 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float,
                  staircase: bool = False):
-        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0)
+        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0, f32=True)
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.decay_rate = _real(decay_rate, "decay_rate", low=0.0, low_open=True, high=1.0)
         if not isinstance(staircase, (bool, np.bool_)):
@@ -102,7 +103,7 @@ class StepDecay(Schedule):
     _fields = ("initial_lr", "step_size", "gamma")
 
     def __init__(self, initial_lr: float, step_size: int, gamma: float = 0.1):
-        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0)
+        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0, f32=True)
         self.step_size = _positive_int(step_size, "step_size")
         self.gamma = _real(gamma, "gamma", low=0.0, low_open=True, high=1.0)
 
@@ -122,7 +123,7 @@ class CosineDecay(Schedule):
     _fields = ("initial_lr", "decay_steps", "alpha")
 
     def __init__(self, initial_lr: float, decay_steps: int, alpha: float = 0.0):
-        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0)
+        self.initial_lr = _real(initial_lr, "initial_lr", low=0.0, f32=True)
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.alpha = _real(alpha, "alpha", low=0.0, high=1.0)
 
@@ -174,9 +175,10 @@ class FromCallable(Schedule):
             raise ValueError(f"{self.argname}: {name}({step}) returned {type(v).__name__} "
                              f"{v!r}; a learning-rate schedule must return a finite float >= 0")
         v = float(v)
-        if not math.isfinite(v) or v < 0.0:
+        if not math.isfinite(v) or v < 0.0 or v > F32_MAX:  # beyond F32_MAX: Inf in float32
             raise ValueError(f"{self.argname}: {name}({step}) returned {v}; a learning-rate "
-                             f"schedule must return a finite float >= 0")
+                             f"schedule must return a finite float >= 0 (within float32's "
+                             f"range)")
         return v
 
     def __repr__(self) -> str:
@@ -193,7 +195,7 @@ def as_schedule(lr: LearningRate, *, argname: str = "lr") -> Schedule:
     if isinstance(lr, Schedule):
         return lr
     if isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
-        return Constant(_real(lr, argname, low=0.0))
+        return Constant(_real(lr, argname, low=0.0, f32=True))
     if callable(lr):
         return FromCallable(lr, argname)
     raise TypeError(f"{argname}: expected a learning rate (float >= 0), a schedule such as "

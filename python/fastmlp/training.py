@@ -20,7 +20,7 @@ from .backends import check_device, require_cuda
 from ._divergence import ON_NONFINITE, _Epoch, _NonFiniteEvents, _skip_message, _stop_message
 from ._train_checkpoint import (_checkpoint_options, _resume_progress, _settings,
                                 _write_checkpoint)
-from ._train_data import _sample_weight, _split_validation, targets
+from ._train_data import _sample_weight, _split_validation, as_array, targets
 from ._train_options import (LOSSES, OPTIMIZERS, _callbacks, _check_output, _choice, _hyper,
                              _scored_per_row)
 from .callbacks import CallbackList, History, ReduceLROnPlateau
@@ -34,6 +34,10 @@ from .schedules import Constant, as_schedule
 # weights, validation rows), _divergence (NaN/Inf steps) and _train_checkpoint; the names other
 # modules, tests and benchmarks import from fastmlp.training (targets, LOSSES, OPTIMIZERS,
 # _hyper, _choice, _check_output) stay importable from here.
+
+# The largest optimizer_state.step taken: the engine's step counter is a signed 64-bit integer,
+# and 2**62 leaves more steps to go than any run can make.
+_MAX_STEP = 2 ** 62
 
 
 class OptimizerState:
@@ -56,8 +60,10 @@ class OptimizerState:
     def __repr__(self) -> str:
         return f"OptimizerState(optimizer={self.optimizer!r}, step={self.step})"
 
-    def _buffers(self, optimizer: str, n_par: int):
-        """(state0, state1, step): this state's, or fresh zeros for an empty one."""
+    def _buffers(self, optimizer: str, model: MLP):
+        """(state0, state1, step): this state's, checked (its attributes are public, so they
+        may have been reassigned), or fresh zeros for an empty one."""
+        n_par = model._params.size
         if self.optimizer is None:
             self.optimizer = optimizer
             self.state0 = np.zeros(n_par, np.float32)
@@ -67,10 +73,29 @@ class OptimizerState:
             raise ValueError(f"optimizer_state: holds the state of optimizer "
                              f"{self.optimizer!r}, not {optimizer!r}; pass a new "
                              f"fastmlp.OptimizerState() to start afresh")
-        elif self.state0 is None or self.state0.shape != (n_par,):
-            raise ValueError("optimizer_state: belongs to a model with a different number of "
-                             "parameters; pass a new fastmlp.OptimizerState()")
-        return self.state0, self.state1, self.step
+        step = v.integer(self.step, "optimizer_state.step", what="updates made so far")
+        if step > _MAX_STEP:
+            raise ValueError(f"optimizer_state.step: expected at most 2**62 (the engine counts "
+                             f"steps in 64 bits), got {step}")
+        arrays = {}
+        for name in ("state0", "state1"):
+            a = v.inplace_array(getattr(self, name), f"optimizer_state.{name}")
+            if a.shape != (n_par,):
+                raise ValueError(f"optimizer_state.{name}: has shape {a.shape}, so it belongs "
+                                 f"to a model with a different number of parameters "
+                                 f"({n_par}); pass a new fastmlp.OptimizerState()")
+            arrays[name] = a
+        # Both buffers are updated in place, and the weights too: no two may share memory.
+        others = {"optimizer_state.state0": arrays["state0"],
+                  "the model's parameters": model._params,
+                  "the model's batch-norm statistics": model._stats}
+        for name, a in arrays.items():
+            for other, b in others.items():
+                if other != f"optimizer_state.{name}" and np.may_share_memory(a, b):
+                    raise ValueError(f"optimizer_state.{name}: shares memory with {other}; "
+                                     f"each buffer is updated in place, so it must be an array "
+                                     f"of its own (use .copy())")
+        return arrays["state0"], arrays["state1"], step
 
 
 def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
@@ -185,11 +210,10 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
                                                                resume)
 
     X = model._input(X, "X")
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not isinstance(y, np.ndarray) or len(y) != len(X):
+    y = as_array(y, "y")
+    if not isinstance(y, np.ndarray) or y.ndim == 0 or len(y) != len(X):
         raise ValueError(f"y: expected {len(X)} rows to match X, got "
-                         f"{len(y) if hasattr(y, '__len__') else type(y).__name__}")
+                         f"{f'shape {y.shape}' if isinstance(y, np.ndarray) else type(y).__name__}")
     sw = _sample_weight(sample_weight, len(X))
     X, y, Xv, yv = _split_validation(X, y, validation_data, validation_split)
     if sw is not None:
@@ -226,7 +250,7 @@ def train(model: MLP, X, y, *, loss: str, optimizer: str = "adam", lr=1e-3,
     if optimizer_state is None:
         state0, state1, step = np.zeros(n_par, np.float32), np.zeros(n_par, np.float32), 0
     else:
-        state0, state1, step = optimizer_state._buffers(optimizer, n_par)
+        state0, state1, step = optimizer_state._buffers(optimizer, model)
     rng = np.random.default_rng(seed)
     dropout_seed = int(rng.integers(0, 2 ** 63))
     n = len(X)

@@ -56,7 +56,7 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
     Gradients are computed without dropout (a diagnosis is deterministic for a given seed).
     """
     from ..model import MLP, _positive_int
-    from ..training import LOSSES, _check_output, _choice, targets, train
+    from ..training import LOSSES, _check_output, _choice, as_array, targets, train
 
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a fastmlp.MLP, got {type(model).__name__}")
@@ -79,8 +79,7 @@ def diagnose(model, X, y, *, loss: str, sample_size: int = 1024, n_batches: int 
 
     # What the first layer sees: standardised with the model's input_mean/input_scale if set.
     X = model._input(X, "X")
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
+    y = as_array(y, "y")
     yt = targets(model, y, loss, len(X))
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(X), min(sample_size, len(X)), replace=False))
@@ -138,7 +137,8 @@ def _probe(model, X, y, loss, steps, batch_size, seed, options, train):
     """Trains a copy of the model for at least `steps` steps, recording 20 monitor records."""
     trained = copy.deepcopy(model)
     trained.input_mean = trained.input_scale = None  # X is already standardised
-    need = steps * batch_size
+    # A batch_size beyond the rows trains one batch of all of them per step.
+    need = steps * min(batch_size, len(X))
     rng = np.random.default_rng(None if seed is None else seed + 1)
     if len(X) >= need:
         rows = np.sort(rng.choice(len(X), need, replace=False))

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _core
 from .. import _validate as val
 
+_MAX_STEP = 2 ** 63 - 1
 
 def _array_list(arrays, name: str) -> list:
     if not isinstance(arrays, (list, tuple)):
@@ -103,10 +104,10 @@ def _sgd_step(core, params, grads, velocities, lr, momentum, nesterov, weight_de
               clip_norm):
     """sgd_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
     argument checks shared by both backends, then the call."""
-    lr = val.real(lr, "lr", low=0.0)
+    lr = val.real(lr, "lr", low=0.0, f32=True)
     momentum = val.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
     nesterov = _flag(nesterov, "nesterov")
-    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0, f32=True)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov: requires momentum > 0, got momentum=0; "
@@ -129,9 +130,9 @@ def adagrad_step(params, grads, accumulators, lr, eps=1e-10, weight_decay=0.0, c
 def _adagrad_step(core, params, grads, accumulators, lr, eps, weight_decay, clip_value, clip_norm):
     """adagrad_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
     argument checks shared by both backends, then the call."""
-    lr = val.real(lr, "lr", low=0.0)
+    lr = val.real(lr, "lr", low=0.0, f32=True)
     eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
-    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0, f32=True)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if accumulators is None:
         raise TypeError("accumulators: expected a list of float32 arrays, got None")
@@ -151,10 +152,10 @@ def _rmsprop_step(core, params, grads, mean_squares, lr, rho, eps, weight_decay,
                   clip_norm):
     """rmsprop_step on `core` (fastmlp._core, or the CUDA adapter of fastmlp.cuda): the
     argument checks shared by both backends, then the call."""
-    lr = val.real(lr, "lr", low=0.0)
+    lr = val.real(lr, "lr", low=0.0, f32=True)
     rho = val.real(rho, "rho", low=0.0, high=1.0, high_open=True)
     eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
-    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0, f32=True)
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     if mean_squares is None:
         raise TypeError("mean_squares: expected a list of float32 arrays, got None")
@@ -177,14 +178,14 @@ def _adam_step(core, params, grads, m, v, step, lr, beta1, beta2, eps, weight_de
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step: expected an integer >= 1 (the 1-based index of this update), "
                         f"got {step!r}")
-    if step < 1:
-        raise ValueError(f"step: expected an integer >= 1 (the 1-based index of this update), "
-                         f"got {step}")
-    lr = val.real(lr, "lr", low=0.0)
+    if not 1 <= step <= _MAX_STEP:  # _core takes a 64-bit step
+        raise ValueError(f"step: expected an integer >= 1 and < 2**63 (the 1-based index of "
+                         f"this update), got {step}")
+    lr = val.real(lr, "lr", low=0.0, f32=True)
     beta1 = val.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
     beta2 = val.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
     eps = val.real(eps, "eps", low=0.0, low_open=True, f32=True)
-    weight_decay = val.real(weight_decay, "weight_decay", low=0.0)
+    weight_decay = val.real(weight_decay, "weight_decay", low=0.0, f32=True)
     decoupled = _flag(decoupled, "decoupled")
     clip_value, clip_norm = _clip_args(clip_value, clip_norm)
     for name, arrays in (("m", m), ("v", v)):
