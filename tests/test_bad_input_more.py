@@ -350,3 +350,14 @@ def test_bn_eps_that_is_zero_in_float32_is_refused():
         fastmlp.MLP([3, 4, 2], batchnorm=True, bn_eps=1e-46)
     with pytest.raises(ValueError, match=r"^bn_eps: expected a value within float32's range"):
         fastmlp.MLP([3, 4, 2], batchnorm=True, bn_eps=1e39)
+
+
+@pytest.mark.parametrize("attr, value", [("n_in", 5), ("n_out", 7), ("batchnorm", True),
+                                         ("index", 3)])
+def test_layer_layout_attributes_are_fixed_after_construction(attr, value):
+    m = fastmlp.MLP([3, 4, 2], seed=0)
+    before = getattr(m.layers[0], attr)
+    with pytest.raises(AttributeError, match=rf"^layers\[0\]\.{attr}: fixed when the model"):
+        setattr(m.layers[0], attr, value)
+    assert getattr(m.layers[0], attr) == before
+    assert m.predict(np.ones((2, 3), np.float32)).shape == (2, 2)

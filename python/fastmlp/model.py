@@ -93,6 +93,9 @@ class Layer:
 
     _ARRAYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
     _CHECKED = ("activation", "alpha", "dropout")  # settings checked by __setattr__
+    # Set once: W, b and the batch-norm arrays sit where these say, so a later change would
+    # make the network read the wrong parts of the buffers.
+    _FIXED = ("n_in", "n_out", "batchnorm", "index")
 
     def __init__(self, model: "MLP", index: int, n_in: int, n_out: int, activation: str,
                  alpha: float, batchnorm: bool, dropout: float, init: str):
@@ -139,6 +142,9 @@ class Layer:
             return
         if name == "trainable" and not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable: expected True or False, got {value!r}")
+        if name in Layer._FIXED and name in self.__dict__:
+            raise AttributeError(f"layers[{self.index}].{name}: fixed when the model is built "
+                                 f"(it sets the layout of the parameters); build a new MLP")
         # What the engine reads is checked when it is set, so a bad value never reaches C++.
         where = f"layers[{self.index}].{name}" if name in Layer._CHECKED else name
         if name == "activation":
