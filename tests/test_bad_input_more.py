@@ -361,3 +361,38 @@ def test_layer_layout_attributes_are_fixed_after_construction(attr, value):
         setattr(m.layers[0], attr, value)
     assert getattr(m.layers[0], attr) == before
     assert m.predict(np.ones((2, 3), np.float32)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("attr, value, exc", [("bn_eps", None, TypeError),
+                                              ("bn_eps", 1e-46, ValueError),
+                                              ("bn_momentum", 5, ValueError),
+                                              ("output_activation", "bogus", ValueError)])
+def test_model_settings_are_checked_when_set(attr, value, exc):
+    m = fastmlp.MLP([3, 4, 2], seed=0, batchnorm=True)
+    before = getattr(m, attr)
+    with pytest.raises(exc, match=rf"^{attr}: "):
+        setattr(m, attr, value)
+    assert getattr(m, attr) == before
+    assert m.predict(np.ones((2, 3), np.float32)).shape == (2, 2)
+
+
+def test_output_activation_and_the_output_layer_activation_are_one_setting():
+    X = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    m = fastmlp.MLP([3, 4, 2], seed=0)
+    m.output_activation = "softmax"
+    assert m.layers[-1].activation == "softmax"
+    np.testing.assert_allclose(m.predict(X).sum(axis=1), 1.0, rtol=1e-6)
+    m.layers[-1].activation = "sigmoid"
+    assert m.output_activation == "sigmoid"
+    out = m.predict(X)
+    assert ((out > 0) & (out < 1)).all() and not np.allclose(out.sum(axis=1), 1.0)
+
+
+def test_clip_value_that_is_zero_in_float32_is_refused():
+    p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"^clip_value: expected > 0.0 in float32"):
+        K.sgd_step([p], [g], None, 0.1, clip_value=1e-46)
+    assert (p == 1).all()
+    with pytest.raises(ValueError, match=r"^clip_value: expected > 0.0 in float32"):
+        fastmlp.train(fastmlp.MLP([3, 2], seed=0), np.ones((4, 3)), [0, 1, 0, 1],
+                      loss="cross_entropy", epochs=1, verbose=0, clip_value=1e-46)

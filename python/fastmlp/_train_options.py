@@ -70,7 +70,8 @@ def _hyper(optimizer, momentum=None, nesterov=False, rho=0.9, beta1=0.9, beta2=0
         # f32: lr, weight_decay, l1 and l2 reach the kernels as float32, where 1e39 is Inf.
         weight_decay=v.real(weight_decay, "weight_decay", low=0.0, f32=True),
         decoupled=optimizer == "adamw",
-        clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
+        # f32: the engine clips in float32, where 1e-46 is 0 and zeroed every gradient.
+        clip_value=v.optional_real(clip_value, "clip_value", low=0.0, low_open=True, f32=True),
         clip_norm=v.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True),
         l1=v.real(l1, "l1", low=0.0, f32=True), l2=v.real(l2, "l2", low=0.0, f32=True),
         max_norm=v.optional_real(max_norm, "max_norm", low=0.0, low_open=True))

@@ -153,6 +153,10 @@ class Layer:
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{where}: expected one of {', '.join(allowed)}, got "
                                  f"{value!r}")
+            if allowed is OUTPUT_ACTIVATIONS and "layers" in self._model.__dict__:
+                # The output layer's activation is the model's output_activation, which
+                # predict reads: one setting, whichever name sets it.
+                object.__setattr__(self._model, "output_activation", value)
         elif name == "alpha":
             value = v.real(value, where, low=0.0, f32=True)
         elif name == "dropout":
@@ -207,6 +211,22 @@ class MLP:
     bn_momentum, bn_eps: batch-norm running-average momentum (Keras convention) and epsilon.
     seed: seeds the initialisers (None = nondeterministic).
     """
+
+    def __setattr__(self, name, value):
+        # Settings the engine reads, checked whenever they are set (a bn_eps of None reached
+        # C++ as "Unable to cast"; a bn_momentum of 5 or an unknown output activation was
+        # taken silently).
+        if name == "output_activation":
+            if not isinstance(value, str) or value not in OUTPUT_ACTIVATIONS:
+                raise ValueError(f"output_activation: expected one of "
+                                 f"{', '.join(OUTPUT_ACTIVATIONS)}, got {value!r}")
+            if "layers" in self.__dict__ and self.layers:  # the output layer's activation too
+                object.__setattr__(self.layers[-1], "activation", value)
+        elif name == "bn_momentum":
+            value = v.real(value, "bn_momentum", low=0.0, high=1.0)
+        elif name == "bn_eps":
+            value = v.real(value, "bn_eps", low=0.0, low_open=True, f32=True)
+        object.__setattr__(self, name, value)
 
     def __init__(self, sizes, activation="relu", output_activation="identity", init=None,
                  bias_init=0.0, batchnorm=False, dropout=0.0, seed=None, *, alpha=None,

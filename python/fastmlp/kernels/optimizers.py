@@ -85,7 +85,8 @@ def _flag(value, name: str) -> bool:
 
 
 def _clip_args(clip_value, clip_norm):
-    return (val.optional_real(clip_value, "clip_value", low=0.0, low_open=True),
+    # f32: clipping runs in float32, where a clip_value of 1e-46 is 0 (every gradient zeroed).
+    return (val.optional_real(clip_value, "clip_value", low=0.0, low_open=True, f32=True),
             val.optional_real(clip_norm, "clip_norm", low=0.0, low_open=True))
 
 
