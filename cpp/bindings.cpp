@@ -31,6 +31,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_has_avx512f", &cpu_has_avx512f);
   // Private, for tests: moves the size limit of the GEMM's direct (unpacked) path.
   m.def("_set_gemm_direct_limit", &set_gemm_direct_limit);
+  // Private, for bench/bench_placement.py: a cache-line round trip between the first two CPUs.
   m.def("_cross_core_round_trip_ns", [](int ms) {
     py::gil_scoped_release release;
     return cross_core_round_trip_ns(ms);

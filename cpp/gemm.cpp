@@ -586,46 +586,46 @@ void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, s
       parallel_for_affine(ob, [&](std::ptrdiff_t t) {
         const std::ptrdiff_t u_lo = t * block, u_hi = std::min(units, u_lo + block);
         Scratch& sc = scratch();  // the running thread's own buffers
+        // Panels [p0, p0 + np) of A and strips [s0, s0 + ns) of B, every k-block, into dst;
+        // B's column sums go to colsum when it is set.
+        auto pack_a = [&](std::ptrdiff_t p0, std::ptrdiff_t np, float* dst) {
+          if (!A.z && A.rs == 1)
+            pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, p0 * kMR, np, M, dst);
+          else
+            pack_a_panels(ra, p0 * kMR, 0, np, np, M, K, kKC, dst);
+        };
+        auto pack_b = [&](std::ptrdiff_t s0, std::ptrdiff_t ns, float* dst, float* colsum) {
+          if (!B.z && B.cs == 1 && !colsum)
+            pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, s0 * kNR, ns, N, dst);
+          else
+            pack_b_strips(rb, s0 * kNR, 0, ns, ns, N, K, kKC, dst, colsum);
+        };
         if (packed_for != call) {  // this thread's copy of the small operand, all of it
           if (by_rows) {
             // db's sums: the first thread to pack B adds them (the same bits from any thread).
             float* colsum = ep.colsum_b && !colsum_taken.exchange(true) ? ep.colsum_b : nullptr;
-            float* Bp = grown(sc.b, static_cast<size_t>(strips_total * kNR * K));
-            if (!B.z && B.cs == 1 && !colsum)
-              pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, 0, strips_total, N, Bp);
-            else
-              pack_b_strips(rb, 0, 0, strips_total, strips_total, N, K, kKC, Bp, colsum);
+            pack_b(0, strips_total, grown(sc.b, static_cast<size_t>(strips_total * kNR * K)),
+                   colsum);
           } else {
-            float* Ap = grown(sc.a, static_cast<size_t>(panels_total * kMR * K));
-            if (!A.z && A.rs == 1)
-              pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, 0, panels_total, M, Ap);
-            else
-              pack_a_panels(ra, 0, 0, panels_total, panels_total, M, K, kKC, Ap);
+            pack_a(0, panels_total, grown(sc.a, static_cast<size_t>(panels_total * kMR * K)));
           }
           packed_for = call;
         }
         if (by_rows) {
-          const std::ptrdiff_t n_panels = u_hi - u_lo, i_base = u_lo * kMR;
+          const std::ptrdiff_t n_panels = u_hi - u_lo;
           float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
-          if (!A.z && A.rs == 1)
-            pack_rows_plain<kMR>(A.p, A.cs, 0, K, K, kKC, i_base, n_panels, M, Ap);
-          else
-            pack_a_panels(ra, i_base, 0, n_panels, n_panels, M, K, kKC, Ap);
-          run_tiles(kern, ep, K, kKC, Ap, n_panels, 0, n_panels, i_base, sc.b.data(),
+          pack_a(u_lo, n_panels, Ap);
+          run_tiles(kern, ep, K, kKC, Ap, n_panels, 0, n_panels, u_lo * kMR, sc.b.data(),
                     strips_total, 0, strips_total, 0, M, N, C, ldc);
         } else {
-          const std::ptrdiff_t n_strips = u_hi - u_lo, j_base = u_lo * kNR;
+          const std::ptrdiff_t n_strips = u_hi - u_lo;
           float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
-          // Column blocks: each adds the sums of its own strips.
-          if (!B.z && B.cs == 1 && !ep.colsum_b)
-            pack_rows_plain<kNR>(B.p, B.rs, 0, K, K, kKC, j_base, n_strips, N, Bp);
-          else
-            pack_b_strips(rb, j_base, 0, n_strips, n_strips, N, K, kKC, Bp, ep.colsum_b);
+          pack_b(u_lo, n_strips, Bp, ep.colsum_b);  // column blocks: each sums its own strips
           // Rows in blocks of at most MC, so A's k-block stays in L2.
           for (std::ptrdiff_t q = 0; q < panels_total; q += kMC / kMR)
             run_tiles(kern, ep, K, kKC, sc.a.data(), panels_total, q,
                       std::min(panels_total, q + kMC / kMR), 0, Bp, n_strips, 0, n_strips,
-                      j_base, M, N, C, ldc);
+                      u_lo * kNR, M, N, C, ldc);
         }
       });
     });

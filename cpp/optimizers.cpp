@@ -120,7 +120,7 @@ OwnerBounds element_shares(const std::vector<Task>& tasks, std::ptrdiff_t total,
       done += len;
       ++t;
     }
-    ob.b[j] = std::max(t, ob.b[j - 1]);
+    ob.b[j] = t;  // t only grows: the ranges are in order
   }
   ob.b[ob.owners] = n_tasks;
   return ob;

@@ -14,6 +14,12 @@ from .checkpoint import callback_states, write_training_checkpoint
 from .model import _positive_int
 from .schedules import FromCallable
 
+# The largest step a run may start from (optimizer_state.step, a checkpoint's step): the
+# engine's step counter is a signed 64-bit integer, and 2**62 leaves more steps to go than any
+# run can make.
+_MAX_STEP = 2 ** 62
+
+
 def _checkpoint_options(checkpoint, checkpoint_every, resume):
     """(checkpoint path or None, checkpoint_every, resume path or None), validated."""
     if checkpoint is not None:
@@ -90,8 +96,7 @@ def _resume_progress(saved, rng, history: History):
         skipped = int(h["skipped_batches"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{where} has a corrupt history ({e!r})") from None
-    # step: at most training._MAX_STEP, as for optimizer_state.step (a 64-bit engine counter).
-    if not (0 <= t["dropout_seed"] < 2 ** 64 and 0 <= t["step"] <= 2 ** 62 and 0 <= t["epoch"]):
+    if not (0 <= t["dropout_seed"] < 2 ** 64 and 0 <= t["step"] <= _MAX_STEP and 0 <= t["epoch"]):
         raise ValueError(f"{where} has a corrupt header (step, epoch or dropout seed)")
     history.epoch, history.history = epochs, logs
     history.nonfinite, history.skipped_batches = nonfinite, skipped

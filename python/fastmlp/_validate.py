@@ -64,9 +64,6 @@ def check_shape(a: np.ndarray, name: str, shape: tuple, hint: str = "") -> None:
                          (f"; {hint}" if hint else ""))
 
 
-_F32_MAX = float(np.finfo(np.float32).max)
-
-
 def real(value, name: str, *, low: float | None = None, high: float | None = None,
          low_open: bool = False, high_open: bool = False, f32: bool = False) -> float:
     """A finite real number within [low, high] (open ends where asked). With f32=True it must
@@ -86,9 +83,9 @@ def real(value, name: str, *, low: float | None = None, high: float | None = Non
     if high is not None and (v > high or (high_open and v == high)):
         raise ValueError(f"{name}: expected {'<' if high_open else '<='} {high}, got {v}")
     if f32:
-        if abs(v) > _F32_MAX:
+        if abs(v) > F32_MAX:
             raise ValueError(f"{name}: expected a value within float32's range (|value| <= "
-                             f"{_F32_MAX:.4g}), got {v}")
+                             f"{F32_MAX:.4g}), got {v}")
         if low is not None and low_open and float(np.float32(v)) <= low:
             raise ValueError(f"{name}: expected > {low} in float32 (the kernels compute in "
                              f"float32), got {v}, which rounds to {float(np.float32(v))}")

@@ -241,10 +241,7 @@ class MLP:
         seed = v.seed(seed)
         n_layers = len(sizes) - 1
         n_hidden = n_layers - 1
-        if not isinstance(output_activation, str) or output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation: expected one of {', '.join(OUTPUT_ACTIVATIONS)}"
-                             f", got {output_activation!r}")
-        self.output_activation = output_activation
+        self.output_activation = output_activation  # checked by __setattr__, as the two below
         acts = _per_layer(activation, "activation", n_hidden, "hidden layer")
         alphas = _per_layer(alpha, "alpha", n_hidden, "hidden layer")
         drops = _per_layer(dropout, "dropout", n_hidden, "hidden layer") + [0.0]
@@ -254,8 +251,8 @@ class MLP:
             bns = [batchnorm] * n_hidden + [False]
         inits = _per_layer(init, "init", n_layers, "layer")
         biases = _per_layer(bias_init, "bias_init", n_layers, "layer")
-        self.bn_momentum = v.real(bn_momentum, "bn_momentum", low=0.0, high=1.0)
-        self.bn_eps = v.real(bn_eps, "bn_eps", low=0.0, low_open=True, f32=True)
+        self.bn_momentum = bn_momentum
+        self.bn_eps = bn_eps
 
         self.layers: list[Layer] = []
         p_size = s_size = 0
@@ -485,8 +482,7 @@ class MLP:
         device="cuda" runs it on the GPU (fastmlp.backends() must list "cuda"): networks
         whose layers are all at most 128 wide, without batch norm, run as one fused kernel."""
         X = self._input(X)
-        # Buffers for one batch: a batch_size beyond the rows is one batch of all of them.
-        bs = min(_positive_int(batch_size, "batch_size"), len(X))
+        bs = _batch_rows(batch_size, len(X))
         net = self._network(device=check_device(device))
         return net.predict(X, bs, self.output_activation == "softmax")
 
@@ -498,7 +494,7 @@ class MLP:
         should use output_activation="sigmoid" (identity outputs would get a softmax).
         device: "cpu" or "cuda", as in predict."""
         X = self._input(X)
-        bs = min(_positive_int(batch_size, "batch_size"), len(X))  # as in predict
+        bs = _batch_rows(batch_size, len(X))
         # A softmax over one column is always 1: one logit can only mean a sigmoid.
         one_logit = self.output_activation == "identity" and self.n_outputs == 1
         sigmoid = self.output_activation == "sigmoid" or one_logit
@@ -596,6 +592,12 @@ class MLP:
 
 def _dropout_rate(value, name: str) -> float:
     return v.real(value, name, low=0.0, high=1.0, high_open=True, f32=True)
+
+
+def _batch_rows(batch_size, n: int) -> int:
+    """batch_size checked, then at most n: the engine's buffers hold one batch, and a batch_size
+    beyond the rows is one batch of all of them (2**63 no longer reaches its 64-bit argument)."""
+    return min(_positive_int(batch_size, "batch_size"), n)
 
 
 def _positive_int(value, name: str) -> int:

@@ -18,7 +18,7 @@ from . import _core
 from . import _validate as v
 from .backends import check_device, require_cuda
 from ._divergence import ON_NONFINITE, _Epoch, _NonFiniteEvents, _skip_message, _stop_message
-from ._train_checkpoint import (_checkpoint_options, _resume_progress, _settings,
+from ._train_checkpoint import (_MAX_STEP, _checkpoint_options, _resume_progress, _settings,
                                 _write_checkpoint)
 from ._train_data import _sample_weight, _split_validation, as_array, targets
 from ._train_options import (LOSSES, OPTIMIZERS, _callbacks, _check_output, _choice, _hyper,
@@ -27,17 +27,13 @@ from .callbacks import CallbackList, History, ReduceLROnPlateau
 from .checkpoint import load_checkpoint
 from .diagnostics import rules
 from .diagnostics.monitor import Monitor, sample_rows, warn_finding
-from .model import MLP, _positive_int
+from .model import MLP, _batch_rows, _positive_int
 from .schedules import Constant, as_schedule
 
 # The helpers live in fastmlp._train_options (option checks), _train_data (targets, sample
 # weights, validation rows), _divergence (NaN/Inf steps) and _train_checkpoint; the names other
 # modules, tests and benchmarks import from fastmlp.training (targets, LOSSES, OPTIMIZERS,
 # _hyper, _choice, _check_output) stay importable from here.
-
-# The largest optimizer_state.step taken: the engine's step counter is a signed 64-bit integer,
-# and 2**62 leaves more steps to go than any run can make.
-_MAX_STEP = 2 ** 62
 
 
 class OptimizerState:
@@ -410,7 +406,7 @@ def evaluate(model: MLP, X, y, *, loss: str, batch_size: int = 1024) -> dict:
     _check_output(model, loss)
     X = model._input(X, "X")
     yt = targets(model, y, loss, len(X))
-    bs = min(_positive_int(batch_size, "batch_size"), len(X))  # buffers for one batch
+    bs = _batch_rows(batch_size, len(X))
     net = model._network(0, None, loss != "mse")
     z = np.zeros(model._params.size, np.float32)
     kind, hp = _hyper("sgd")  # evaluation never steps: any optimizer will do
