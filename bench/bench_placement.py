@@ -27,7 +27,7 @@ from fastmlp import _core  # noqa: E402
 from fastmlp.training import targets  # noqa: E402
 import bench_step as B  # noqa: E402
 
-FAR_NS = 150  # round trips above this: the two vCPUs were not on one die
+FAR_NS = B.FAR_NS  # round trips above this: the two vCPUs were not on one die
 
 
 def main():
