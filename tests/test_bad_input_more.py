@@ -6,6 +6,7 @@ hyper-parameters finite in float64 but Inf (or 0, or 1) in float32. Each is refu
 argument named, before anything is changed, or (a batch_size beyond the rows) simply works."""
 import hashlib
 import json
+import os
 import struct
 import zipfile
 
@@ -164,6 +165,29 @@ def test_layer_settings_that_are_valid_are_taken():
     assert type(m.layers[0].alpha) is float and m.layers[0].alpha == 0.5
 
 
+def test_a_new_activation_starts_from_its_own_alpha():
+    # leaky_relu's 0.01 had stayed as elu's alpha, so the "elu" layer computed
+    # 0.01*(exp(z)-1): a network unlike one built with activation="elu".
+    m = model(activation="leaky_relu")
+    m.layers[0].activation = "elu"
+    assert m.layers[0].alpha == 1.0
+    built = model(activation="elu")
+    np.testing.assert_array_equal(m.predict(X), built.predict(X))
+    m.layers[0].alpha = 0.3  # set after the activation, alpha is the caller's
+    m.layers[0].activation = "elu"  # the same activation again keeps it
+    assert m.layers[0].alpha == 0.3
+    m.layers[0].activation = "relu"
+    assert m.layers[0].alpha == 0.0
+
+
+def test_alpha_on_an_activation_without_one_is_refused():
+    m = model(activation="relu")
+    with pytest.raises(ValueError, match=r"^layers\[0\]\.alpha: activation 'relu' takes no alpha"):
+        m.layers[0].alpha = 0.2
+    assert m.layers[0].alpha == 0.0
+    m.layers[0].alpha = 0.0  # its own value is taken
+
+
 def test_dropout_that_is_one_in_float32_is_refused_by_mlp():
     with pytest.raises(ValueError, match=r"^dropout: expected < 1\.0 in float32"):
         fastmlp.MLP([3, 4, 2], dropout=0.99999999)
@@ -296,6 +320,21 @@ def test_checkpoint_or_resume_that_is_a_directory_is_refused_before_training(tmp
     with pytest.raises(ValueError, match=r"^resume: .* is a directory"):
         fastmlp.train(m, X, Y, resume=tmp_path, **TRAIN)
     unchanged(m, before)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_checkpoint_in_a_folder_that_cannot_be_written_is_refused_before_training():
+    # /proc refuses new files even to root, for whom a chmod-ed folder would still be writable.
+    m = model()
+    before = m._params.copy()
+    with pytest.raises(PermissionError, match=r"^checkpoint: cannot write in folder '/proc'"):
+        fastmlp.train(m, X, Y, checkpoint="/proc/run.ckpt", **TRAIN)
+    unchanged(m, before)
+
+
+def test_checkpoint_folder_probe_leaves_nothing_behind(tmp_path):
+    fastmlp.train(model(), X, Y, checkpoint=tmp_path / "c.ckpt", **TRAIN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt"]
 
 
 def test_resume_refuses_a_checkpoint_step_beyond_the_engine_counter(tmp_path):

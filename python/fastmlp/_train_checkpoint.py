@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 
 import numpy as np
 
@@ -18,6 +19,19 @@ from .schedules import FromCallable
 # engine's step counter is a signed 64-bit integer, and 2**62 leaves more steps to go than any
 # run can make.
 _MAX_STEP = 2 ** 62
+
+
+def _check_writable(folder: str) -> None:
+    """Raises PermissionError now when no file can be made in folder (read-only mount, no
+    write permission), instead of after the first epoch's training. A real file is made and
+    removed because os.access says yes to root even on a read-only filesystem."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastmlp-probe-", dir=folder)
+    except OSError as e:
+        raise PermissionError(f"checkpoint: cannot write in folder {folder!r} "
+                              f"({e.strerror}); pass a path in a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _checkpoint_options(checkpoint, checkpoint_every, resume):
@@ -35,6 +49,7 @@ def _checkpoint_options(checkpoint, checkpoint_every, resume):
         folder = os.path.dirname(os.path.abspath(checkpoint))
         if not os.path.isdir(folder):
             raise ValueError(f"checkpoint: folder {folder!r} does not exist; create it first")
+        _check_writable(folder)
     checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     if resume is True:
         if checkpoint is None:

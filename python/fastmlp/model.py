@@ -157,8 +157,17 @@ class Layer:
                 # The output layer's activation is the model's output_activation, which
                 # predict reads: one setting, whichever name sets it.
                 object.__setattr__(self._model, "output_activation", value)
+            if "activation" in self.__dict__ and value != self.activation:
+                # A new activation starts from its own alpha (leaky_relu 0.01, elu 1.0, none
+                # for the rest): leaky_relu's 0.01 kept as elu's alpha would shrink its
+                # negative side 100-fold. Set alpha after the activation to change it.
+                object.__setattr__(self, "alpha", v.DEFAULT_ALPHA.get(value, 0.0))
         elif name == "alpha":
             value = v.real(value, where, low=0.0, f32=True)
+            act = self.__dict__.get("activation")
+            if act is not None and act not in v.DEFAULT_ALPHA and value != 0.0:
+                raise ValueError(f"{where}: activation {act!r} takes no alpha, got {value!r}; "
+                                 f"alpha is for {' and '.join(v.DEFAULT_ALPHA)}")
         elif name == "dropout":
             value = _dropout_rate(value, where)
         object.__setattr__(self, name, value)
