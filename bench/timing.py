@@ -64,3 +64,29 @@ def fmt_time(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:8.1f} us"
     return f"{s * 1e3:8.2f} ms"
+
+
+def interleaved_pairs(a, b, seconds: float, warmup: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per call of a and b, called alternately (a b, b a, a b, ...) for about `seconds`:
+    pair i's two samples were taken back to back, milliseconds apart, and each goes first in
+    half the pairs. Only for contenders that share one thread pool (fastmlp against fastmlp):
+    there is no cool-down between them, which race() needs for OpenBLAS's or torch's spinning
+    workers.
+
+    Why not race(): its samples of two contenders are a second or more apart (other contenders
+    and the cool-downs between them), and this host's speed moves by 20-60% within seconds
+    (bench/NOTES.md). Raced, the batch-norm step came out 13-14% slower than the plain one in
+    two runs, while 400 interleaved pairs of the same code measured +2.4% and +2.6%."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end or len(ta) < 3:
+        for fn, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        i += 1
+    return np.array(ta), np.array(tb)
