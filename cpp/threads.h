@@ -111,10 +111,11 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
   });
 }
 
-// A probe of the machine, not of the pool: the mean round trip, in ns, of one cache line
-// bounced between this thread and a helper thread for about `ms` milliseconds, the two pinned
-// to the first two CPUs this process may use (Linux; elsewhere, and with fewer than two CPUs,
-// it returns 0). Every join of a multi-threaded step pays it a few times, and so does every
+// A probe of the machine, not of the pool: the round trip, in ns, of one cache line bounced
+// between this thread and a helper thread for about `ms` milliseconds, the two pinned to the
+// first two CPUs this process may use (Linux; elsewhere, and with fewer than two CPUs, it
+// returns 0): the median over blocks of 256 trips, timed from when the helper runs and after
+// a warm-up, so neither a vCPU waking from idle nor one preempted block moves it. Every join of a multi-threaded step pays it a few times, and so does every
 // line one core writes and the other reads. On the 2-vCPU VM of bench/NOTES.md it is bimodal:
 // ~60 ns while the host runs both vCPUs on one CPU die, ~320 ns while it runs them far apart,
 // where the mnist step is 1.6x slower.
