@@ -34,6 +34,9 @@ namespace {
 // K is cut into equal blocks of at most kKCMax: a short remainder block (K = 300 -> 256 + 44)
 // would pay the per-tile store and prefetch for little arithmetic.
 constexpr std::ptrdiff_t kKCMax = 384;
+// Tasks per thread for packing dW's B by groups of strips (see phase 1 of gemm): enough to
+// balance, few enough that a task reads whole runs of each source row.
+constexpr std::ptrdiff_t kBTasksPerThread = 4;
 constexpr std::ptrdiff_t kMC = 144;  // multiple of kMR
 // Packed chunks are capped so huge inputs (predict over 60k rows) never allocate O(M*K) scratch.
 constexpr std::ptrdiff_t kPackBudgetFloats = std::ptrdiff_t(4) << 20;  // 16 MiB each for A, B
@@ -308,12 +311,13 @@ template <class R>
 void pack_b_strips(const R& rd, std::ptrdiff_t j_base, std::ptrdiff_t s_lo, std::ptrdiff_t s_hi,
                    std::ptrdiff_t n_strips, std::ptrdiff_t N, std::ptrdiff_t K,
                    std::ptrdiff_t kKC, float* Bp, float* colsum) {
-  if (rd.op.z && rd.op.cs == 1 && s_hi - s_lo > 1) {
-    // dz = dy * act'(z) as B (dW = x^T dz) over several strips: one dz row call per k across
-    // all of them, then 16-float pieces to each strip. Strip by strip it was one call per 16
-    // floats (packing dz and its column sums was 10% of a 300x100x200 dW on one thread). Each
-    // element is computed alike at any position of a row, and each column's sum is still
-    // added in k order: the same bits.
+  if (rd.op.cs == 1 && (rd.op.z || colsum) && s_hi - s_lo > 1) {
+    // dz = dy * act'(z) as B (dW = x^T dz), or a plain dz with db's column sums, over several
+    // strips: one row of k at a time across all of them (one dz row call), then 16-float
+    // pieces to each strip. Strip by strip it was one call per 16 floats (packing dz and its
+    // column sums was 10% of a 300x100x200 dW on one thread), and each strip read its 64 bytes
+    // of every source row a row apart. Each element is computed alike at any position of a
+    // row, and each column's sum is still added in k order: the same bits.
     const std::ptrdiff_t c0 = j_base + s_lo * kNR;
     const std::ptrdiff_t cols = std::min(N - c0, (s_hi - s_lo) * kNR);
     thread_local std::vector<float> row_storage;
@@ -325,18 +329,22 @@ void pack_b_strips(const R& rd, std::ptrdiff_t j_base, std::ptrdiff_t s_lo, std:
         std::memset(block + (s_hi - 1) * kNR * kc, 0, sizeof(float) * kNR * kc);
       for (std::ptrdiff_t k = 0; k < kc; ++k) {
         const std::ptrdiff_t src = (k0 + k) * rd.op.rs + c0;
-        dz_row<R::act>(rd.op.p + src, rd.op.z + src, row, cols, rd.op.alpha);
+        const float* r_src = rd.op.p + src;
+        if (rd.op.z) {
+          dz_row<R::act>(r_src, rd.op.z + src, row, cols, rd.op.alpha);
+          r_src = row;
+        }
         for (std::ptrdiff_t sidx = s_lo; sidx < s_hi; ++sidx) {
           const std::ptrdiff_t c = (sidx - s_lo) * kNR;
           const int w = int(std::min<std::ptrdiff_t>(kNR, cols - c));
           float* d = block + sidx * kNR * kc + k * kNR;
           // A constant size for full strips: plain vector moves, not a library call.
-          if (w == kNR) std::memcpy(d, row + c, sizeof(float) * kNR);
-          else std::memcpy(d, row + c, sizeof(float) * static_cast<size_t>(w));
+          if (w == kNR) std::memcpy(d, r_src + c, sizeof(float) * kNR);
+          else std::memcpy(d, r_src + c, sizeof(float) * static_cast<size_t>(w));
         }
         if (colsum) {
           float* __restrict sum = colsum + c0;
-          const float* __restrict r = row;
+          const float* __restrict r = r_src;
           for (std::ptrdiff_t c = 0; c < cols; ++c) sum[c] += r[c];
         }
       }
@@ -715,10 +723,16 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       // group of panels (or strips) over every k-block: plain sources read along rows of k (x^T
       // as A, row-major B without a column sum, which one task must add in k order) go by rows
       // (pack_rows_plain), the others by groups.
-      // B in single strips: dW's B (dz with db's column sums) was one task for a 64-wide layer,
-      // a quarter of a deep-narrow step's serial time on the calling thread.
-      // One thread: B in one task (pack_b_strips then forms dz rows across all its strips).
-      const std::ptrdiff_t a_group = 4, b_group = threads == 1 ? n_strips : 1;
+      // B (dW's dz, with db's column sums) in groups of strips, kBTasksPerThread per thread:
+      // one task for a 64-wide layer was a quarter of a deep-narrow step's serial time on the
+      // calling thread, and single strips for a 1024-wide one read every source row in
+      // 64-byte pieces a row apart (dz packing, 5% of a 512-1024-1024 step's thread time; in
+      // groups of 8 strips the step ran 3% faster in interleaved pairs). One thread: B in one
+      // task.
+      const std::ptrdiff_t a_group = 4;
+      const std::ptrdiff_t b_group =
+          threads == 1 ? n_strips
+                       : std::max<std::ptrdiff_t>(1, ceil_div(n_strips, kBTasksPerThread * threads));
       constexpr std::ptrdiff_t kPackRows = 32;
       const bool a_by_rows = !A.z && A.rs == 1;
       const std::ptrdiff_t a_tasks =
