@@ -244,8 +244,9 @@ def run_cases(torch, peak, cfg):
 
     The peak matmul races beside the contenders of every case; the share of peak is fastmlp's
     median GFLOP/s over the matmul's median in the same race (the median of the round-by-round
-    ratios is printed beside it). On this shared host a loud minute slowed both alike, while a peak measured
-    once at the start of the run was minutes away from the step it was compared with: one run
+    ratios is printed beside it). On this shared host a loud minute slowed both alike, while a
+    peak measured once at the start of the run was minutes away from the step it was compared
+    with: one run
     timed the mnist step at 2.59 ms in its case race and at 1.55 ms in the scaling race a minute
     later, 46% and 76% of the same start-of-run peak."""
     results = {}
@@ -277,7 +278,8 @@ def run_cases(torch, peak, cfg):
         raced_peak = 2 * PEAK_N ** 3 / float(np.median(peak_s)) / 1e9
         results[name] = dict(t=t, gflops=gflops, peak_frac=gflops / peak, agree=agree,
                              raced_frac=gflops / raced_peak,
-                             raced_peak=raced_peak, paired_frac=float(paired), sizes=sizes, batch=batch, k=k,
+                             raced_peak=raced_peak, paired_frac=float(paired), sizes=sizes,
+                             batch=batch, k=k,
                              far=float(np.mean(np.array(trips) > FAR_NS)) if trips else None)
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return results

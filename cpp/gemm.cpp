@@ -732,7 +732,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       const std::ptrdiff_t a_group = 4;
       const std::ptrdiff_t b_group =
           threads == 1 ? n_strips
-                       : std::max<std::ptrdiff_t>(1, ceil_div(n_strips, kBTasksPerThread * threads));
+                       : std::max<std::ptrdiff_t>(
+                             1, ceil_div(n_strips, kBTasksPerThread * threads));
       constexpr std::ptrdiff_t kPackRows = 32;
       const bool a_by_rows = !A.z && A.rs == 1;
       const std::ptrdiff_t a_tasks =

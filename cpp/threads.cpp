@@ -23,7 +23,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-#include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>

@@ -115,10 +115,11 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
 // between this thread and a helper thread for about `ms` milliseconds, the two pinned to the
 // first two CPUs this process may use (Linux; elsewhere, and with fewer than two CPUs, it
 // returns 0): the median over blocks of 256 trips, timed from when the helper runs and after
-// a warm-up, so neither a vCPU waking from idle nor one preempted block moves it. Every join of a multi-threaded step pays it a few times, and so does every
-// line one core writes and the other reads. On the 2-vCPU VM of bench/NOTES.md it is bimodal:
-// ~60 ns while the host runs both vCPUs on one CPU die, ~320 ns while it runs them far apart,
-// where the mnist step is 1.6x slower.
+// a warm-up, so neither a vCPU waking from idle nor one preempted block moves it. Every join
+// of a multi-threaded step pays it a few times, and so does every line one core writes and the
+// other reads. On the 2-vCPU VMs of bench/NOTES.md it is bimodal: ~60-90 ns while the host
+// runs both vCPUs on one CPU die, ~300-400 ns while it runs them far apart, where the mnist
+// step is 1.5-1.6x slower.
 double cross_core_round_trip_ns(int ms);
 
 // Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):
