@@ -435,7 +435,7 @@ def target_rows(res, scaling, e2e, pairs):
     """(target, required, measured, met?) for each target of issue 5."""
     rows = []
 
-    def add(what, need, got, fmt="{:.1f}x", at_most=False):
+    def add(what, need, got, fmt="{:.2f}x", at_most=False):
         ok = got <= need if at_most else got >= need
         rows.append([what, ("<= " if at_most else ">= ") + fmt.format(need), fmt.format(got),
                      "met" if ok else "MISSED"])
