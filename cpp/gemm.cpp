@@ -612,26 +612,26 @@ void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, s
           if (by_rows) {
             // db's sums: the first thread to pack B adds them (the same bits from any thread).
             float* colsum = ep.colsum_b && !colsum_taken.exchange(true) ? ep.colsum_b : nullptr;
-            pack_b(0, strips_total, grown(sc.b, static_cast<size_t>(strips_total * kNR * K)),
+            pack_b(0, strips_total, grown_aligned(sc.b, static_cast<size_t>(strips_total * kNR * K)),
                    colsum);
           } else {
-            pack_a(0, panels_total, grown(sc.a, static_cast<size_t>(panels_total * kMR * K)));
+            pack_a(0, panels_total, grown_aligned(sc.a, static_cast<size_t>(panels_total * kMR * K)));
           }
           packed_for = call;
         }
         if (by_rows) {
           const std::ptrdiff_t n_panels = u_hi - u_lo;
-          float* Ap = grown(sc.a, static_cast<size_t>(n_panels * kMR * K));
+          float* Ap = grown_aligned(sc.a, static_cast<size_t>(n_panels * kMR * K));
           pack_a(u_lo, n_panels, Ap);
-          run_tiles(kern, ep, K, kKC, Ap, n_panels, 0, n_panels, u_lo * kMR, sc.b.data(),
+          run_tiles(kern, ep, K, kKC, Ap, n_panels, 0, n_panels, u_lo * kMR, aligned_floats(sc.b),
                     strips_total, 0, strips_total, 0, M, N, C, ldc);
         } else {
           const std::ptrdiff_t n_strips = u_hi - u_lo;
-          float* Bp = grown(sc.b, static_cast<size_t>(n_strips * kNR * K));
+          float* Bp = grown_aligned(sc.b, static_cast<size_t>(n_strips * kNR * K));
           pack_b(u_lo, n_strips, Bp, ep.colsum_b);  // column blocks: each sums its own strips
           // Rows in blocks of at most MC, so A's k-block stays in L2.
           for (std::ptrdiff_t q = 0; q < panels_total; q += kMC / kMR)
-            run_tiles(kern, ep, K, kKC, sc.a.data(), panels_total, q,
+            run_tiles(kern, ep, K, kKC, aligned_floats(sc.a), panels_total, q,
                       std::min(panels_total, q + kMC / kMR), 0, Bp, n_strips, 0, n_strips,
                       u_lo * kNR, M, N, C, ldc);
         }
@@ -704,8 +704,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       std::max<std::ptrdiff_t>(1, std::min(panels_total, kPackBudgetFloats / (K * kMR)));
 
   Scratch& s = scratch();
-  float* Ap = grown(s.a, static_cast<size_t>(panels_per_chunk * kMR * K));
-  float* Bp = grown(s.b, static_cast<size_t>(strips_per_chunk * kNR * K));
+  float* Ap = grown_aligned(s.a, static_cast<size_t>(panels_per_chunk * kMR * K));
+  float* Bp = grown_aligned(s.b, static_cast<size_t>(strips_per_chunk * kNR * K));
 
   for (std::ptrdiff_t js0 = 0; js0 < n_strips_total; js0 += strips_per_chunk) {
     const std::ptrdiff_t n_strips = std::min(strips_per_chunk, n_strips_total - js0);
