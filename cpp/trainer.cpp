@@ -1,9 +1,12 @@
 #include "trainer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "loss_bce.h"
 #include "losses.h"
@@ -338,15 +341,38 @@ bool all_finite(const float* x, std::ptrdiff_t n) {
   }
   return (bad >> 31) == 0;
 }
+
+// Floats per task of state_is_finite: 64 KiB, as the optimizer's chunks.
+constexpr std::ptrdiff_t kFiniteChunk = 16384;
 }  // namespace
 
 bool Trainer::state_is_finite() const {
+  // Parameters and optimizer state, up to 3x the parameter count, read once per engine call,
+  // in chunks on the pool: fastmlp.train makes a call per 1/20 of an epoch when it draws a
+  // progress bar, and the other thread waited. An empty call (this check and the call itself)
+  // took 142 -> 80 us for 784-300-100-10 and 556 -> 444 us for 512-1024-1024-10 on 2 threads.
+  // Named through a reference: the pool's workers run the lambda.
+  thread_local std::vector<std::pair<const float*, std::ptrdiff_t>> chunk_storage;
+  auto& chunks = chunk_storage;
+  chunks.clear();
+  auto add = [&](const float* p, std::ptrdiff_t n) {
+    for (std::ptrdiff_t b = 0; p && b < n; b += kFiniteChunk)
+      chunks.emplace_back(p + b, std::min(kFiniteChunk, n - b));
+  };
   for (const OptimSlot& s : slots_) {
-    if (!all_finite(s.param, s.n)) return false;
-    if (s.state0 && !all_finite(s.state0, s.n)) return false;
-    if (s.state1 && !all_finite(s.state1, s.n)) return false;
+    add(s.param, s.n);
+    add(s.state0, s.n);
+    add(s.state1, s.n);
   }
-  return !updates_stats_ || all_finite(stats_, n_stats_);
+  if (updates_stats_) add(stats_, n_stats_);
+  const auto n_tasks = static_cast<std::ptrdiff_t>(chunks.size());
+  std::atomic<bool> finite{true};
+  parallel_for_affine(even_shares(n_tasks, n_tasks < 4), [&](std::ptrdiff_t t) {
+    if (finite.load(std::memory_order_relaxed) &&
+        !all_finite(chunks[t].first, chunks[t].second))
+      finite.store(false, std::memory_order_relaxed);
+  }, n_tasks < 4);
+  return finite.load();
 }
 
 RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,

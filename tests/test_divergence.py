@@ -248,12 +248,16 @@ def test_on_nonfinite_is_checked():
                                            (np.finfo(np.float32).max, True),
                                            (-np.finfo(np.float32).tiny / 2, True)])
 @pytest.mark.parametrize("buffer", ["params", "state0", "state1"])
-def test_the_engine_finds_a_nonfinite_value_anywhere_in_what_steps_write(value, finite, buffer):
+# The larger network's buffers are checked in 16384-float chunks on the pool (its 3 x 92k
+# floats make 33 tasks), the small one's on the calling thread.
+@pytest.mark.parametrize("sizes", [[5, 17, 3, 1], [5, 300, 300, 1]])
+def test_the_engine_finds_a_nonfinite_value_anywhere_in_what_steps_write(value, finite, buffer,
+                                                                         sizes):
     # An empty run (no batches) is only the engine's end-of-call check of its buffers.
     from fastmlp import _core
     from fastmlp.training import _hyper, targets
     X, y, _ = data(n=9)
-    model = fastmlp.MLP([5, 17, 3, 1], seed=0)
+    model = fastmlp.MLP(sizes, seed=0)
     n = model._params.size
     grads, state0, state1 = (np.zeros(n, np.float32) for _ in range(3))
     kind, hp = _hyper("adam")
@@ -261,9 +265,12 @@ def test_the_engine_finds_a_nonfinite_value_anywhere_in_what_steps_write(value, 
     target = {"params": model._params, "state0": state0, "state1": state1}[buffer]
     order = np.arange(9, dtype=np.int64)
     # Parameters are 16-float aligned per tensor, with padding between them that no step
-    # writes: test the first element, one inside a vector, and the last one of a tensor.
+    # writes: test the first element, one inside a vector, the last one of a tensor, and the
+    # middle and last elements of the widest W (in later chunks of the larger network).
     last = model.layers[-1]._offsets["b"] + model.layers[-1].n_out - 1
-    for at in (0, 17, last):
+    wide = max(model.layers, key=lambda layer: layer.n_in * layer.n_out)
+    w0, w_len = wide._offsets["W"], wide.n_in * wide.n_out
+    for at in (0, 17, w0 + w_len // 2, w0 + w_len - 1, last):
         saved = target[at]
         target[at] = value
         log = engine.run(X, targets(model, y, "mse", 9), order, 0, 0, np.ones(1), 0, 0)
