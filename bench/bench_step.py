@@ -246,9 +246,8 @@ def run_cases(torch, peak, cfg):
     median GFLOP/s over the matmul's median in the same race (the median of the round-by-round
     ratios is printed beside it). On this shared host a loud minute slowed both alike, while a
     peak measured once at the start of the run was minutes away from the step it was compared
-    with: one run
-    timed the mnist step at 2.59 ms in its case race and at 1.55 ms in the scaling race a minute
-    later, 46% and 76% of the same start-of-run peak."""
+    with: one run timed the mnist step at 2.59 ms in its case race and at 1.55 ms in the scaling
+    race a minute later, 46% and 76% of the same start-of-run peak."""
     results = {}
     matmul = peak_matmul()
     for name, sizes, batch, bn, loss, k in CASES:
