@@ -1,3 +1,8 @@
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
 #include "bind_kernel_checks.h"
 #include "bind_util.h"
 #include "dense.h"
@@ -14,6 +19,28 @@ void bind_dense(py::module_& m) {
           {
             py::gil_scoped_release nogil;
             dense_forward(B, I, O, cptr(x), cptr(W), cptr(b), act, alpha, mptr(y), mptr(z));
+          }
+          return py::make_tuple(y, z);
+        });
+  // Private, for tests: dense_forward with W's rows split between the threads as the trainer
+  // gives them (Operand::row_split): the same bits as dense_forward for any valid split.
+  m.def("_dense_forward_row_owners",
+        [](py::array x, py::array W, py::array b, const std::string& activation,
+           std::vector<std::ptrdiff_t> row_split) {
+          const auto [B, I, O] = check_dense_forward(x, W, b);
+          Act act = act_from_name(activation);
+          if (row_split.size() < 2 || row_split.front() != 0 || row_split.back() != I)
+            throw py::value_error("row_split: expected owners + 1 row numbers from 0 to " +
+                                  std::to_string(I));
+          for (size_t j = 1; j < row_split.size(); ++j)
+            if (row_split[j] < row_split[j - 1])
+              throw py::value_error("row_split: expected non-decreasing row numbers");
+          auto y = new_f32({B, O});
+          auto z = new_f32({B, O});
+          {
+            py::gil_scoped_release nogil;
+            dense_forward(B, I, O, cptr(x), cptr(W), cptr(b), act, 0.f, mptr(y), mptr(z),
+                          row_split.data(), static_cast<int>(row_split.size()) - 1);
           }
           return py::make_tuple(y, z);
         });

@@ -12,9 +12,12 @@
 namespace fastmlp {
 
 void dense_forward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* x,
-                   const float* W, const float* b, Act act, float alpha, float* y, float* z) {
+                   const float* W, const float* b, Act act, float alpha, float* y, float* z,
+                   const std::ptrdiff_t* w_row_split, int w_row_owners) {
   Operand A{x, I, 1};
   Operand Wop{W, O, 1};
+  Wop.row_split = w_row_split;
+  Wop.row_owners = w_row_owners;
   Epilogue ep;
   ep.bias = b;
   ep.y = y;

@@ -7,8 +7,11 @@
 namespace fastmlp {
 
 // z = x @ W + b and y = act(z), bias and activation applied in the GEMM epilogue.
+// w_row_split / w_row_owners: which thread updates which rows of W in the optimizer, for the
+// trainer (Operand::row_split); the same bits with or without.
 void dense_forward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* x,
-                   const float* W, const float* b, Act act, float alpha, float* y, float* z);
+                   const float* W, const float* b, Act act, float alpha, float* y, float* z,
+                   const std::ptrdiff_t* w_row_split = nullptr, int w_row_owners = 0);
 
 // dz = dy * act'(z) is never stored: it is formed while packing the GEMM operands.
 // dW = x^T @ dz, db = sum_rows dz (accumulated while packing dz), dx = dz @ W^T (if dx != null).

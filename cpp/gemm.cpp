@@ -758,25 +758,64 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
       const std::ptrdiff_t a_tasks =
           a_by_rows ? ceil_div(K, kPackRows) : ceil_div(n_panels, a_group);
       const bool b_by_rows = !B.z && B.cs == 1 && !ep.colsum_b;
-      const std::ptrdiff_t b_tasks =
+      const std::ptrdiff_t b_tasks_even =
           pack_b ? (b_by_rows ? ceil_div(K, kPackRows) : ceil_div(n_strips, b_group)) : 0;
+      const int owners = serial ? 1 : affine_owners(a_tasks + b_tasks_even);
+      // B rows by the weight's optimizer owners (Operand::row_split): owner j's B tasks cover
+      // its rows in pieces of at most kPackRows, and come first in its range, kept.
+      const bool b_owned = pack_b && b_by_rows && B.row_split && owners > 1 &&
+                           B.row_owners == owners;
+      std::ptrdiff_t b_cut[kMaxOwners + 1];
+      std::ptrdiff_t b_tasks = 0;
+      b_cut[0] = 0;
+      if (b_owned) {
+        for (int j = 0; j < owners; ++j) {
+          b_tasks += ceil_div(B.row_split[j + 1] - B.row_split[j], kPackRows);
+          b_cut[j + 1] = b_tasks;
+        }
+      } else {
+        b_tasks = b_tasks_even;
+      }
       // Affinity: thread j packs the j-th share of the A tasks (the rows it computes in phase
       // 2, or the k-rows of x^T that it wrote as an activation) and of the B tasks; its range
-      // of task numbers holds its A tasks, then its B tasks (see task_of).
+      // of task numbers holds its A tasks, then its B tasks (see task_of). With owned B rows,
+      // its B tasks come first (kept), so another thread done early takes A tasks from its back.
       OwnerBounds ob1;
-      std::ptrdiff_t a_cut[kMaxOwners + 1], b_cut[kMaxOwners + 1];
-      ob1.owners = serial ? 1 : affine_owners(a_tasks + b_tasks);
+      std::ptrdiff_t a_cut[kMaxOwners + 1];
+      ob1.owners = owners;
       for (int j = 0; j <= ob1.owners; ++j) {
         a_cut[j] = a_tasks * j / ob1.owners;
-        b_cut[j] = b_tasks * j / ob1.owners;
+        if (!b_owned) b_cut[j] = b_tasks * j / ob1.owners;
         ob1.b[j] = a_cut[j] + b_cut[j];
+      }
+      if (b_owned) {
+        ob1.keeps = true;
+        for (int j = 0; j < ob1.owners; ++j) ob1.keep[j] = b_cut[j + 1] - b_cut[j];
       }
       // Task number -> the A task (< a_tasks) or a_tasks + the B task it stands for.
       auto task_of = [&](std::ptrdiff_t u) {
         int j = 0;
         while (u >= ob1.b[j + 1]) ++j;
-        const std::ptrdiff_t off = u - ob1.b[j], na = a_cut[j + 1] - a_cut[j];
+        const std::ptrdiff_t off = u - ob1.b[j];
+        if (b_owned) {
+          const std::ptrdiff_t nb = b_cut[j + 1] - b_cut[j];
+          return off < nb ? a_tasks + b_cut[j] + off : a_cut[j] + (off - nb);
+        }
+        const std::ptrdiff_t na = a_cut[j + 1] - a_cut[j];
         return off < na ? a_cut[j] + off : a_tasks + b_cut[j] + (off - na);
+      };
+      // B task tb's first source row: owner j's pieces start at its row_split.
+      auto b_row_lo = [&](std::ptrdiff_t tb) {
+        if (!b_owned) return tb * kPackRows;
+        int j = 0;
+        while (tb >= b_cut[j + 1]) ++j;
+        return B.row_split[j] + (tb - b_cut[j]) * kPackRows;
+      };
+      auto b_row_hi = [&](std::ptrdiff_t tb) {
+        if (!b_owned) return std::min(K, (tb + 1) * kPackRows);
+        int j = 0;
+        while (tb >= b_cut[j + 1]) ++j;
+        return std::min(B.row_split[j + 1], B.row_split[j] + (tb - b_cut[j] + 1) * kPackRows);
       };
       with_reader(A, [&](auto ra) {
         with_reader(B, [&](auto rb) {
@@ -790,9 +829,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
               pack_a_panels(ra, i_base, t * a_group, std::min(n_panels, (t + 1) * a_group),
                             n_panels, M, K, kKC, Ap);
             } else if (b_by_rows) {
-              const std::ptrdiff_t k_lo = (t - a_tasks) * kPackRows;
-              pack_rows_plain<kNR>(B.p, B.rs, k_lo, std::min(K, k_lo + kPackRows), K, kKC,
-                                   j_base, n_strips, N, Bp);
+              pack_rows_plain<kNR>(B.p, B.rs, b_row_lo(t - a_tasks), b_row_hi(t - a_tasks), K,
+                                   kKC, j_base, n_strips, N, Bp);
             } else {
               const std::ptrdiff_t tb = t - a_tasks;
               pack_b_strips(rb, j_base, tb * b_group, std::min(n_strips, (tb + 1) * b_group),

@@ -22,6 +22,14 @@ struct Operand {
   const float* z = nullptr;
   Act act = Act::identity;
   float alpha = 0.f;
+  // Optional, for a B operand that is a weight matrix (rows = k): thread j of row_owners
+  // updates rows [row_split[j], row_split[j + 1]) in the optimizer (row_split[0] = 0,
+  // row_split[row_owners] = K). Where the two-phase path packs B by rows, thread j then packs
+  // exactly those rows, and keeps them (run_on_pool_affine's keep), so the weight's lines are
+  // read by the core that writes them next and by no other. Ignored when row_owners differs
+  // from the job's owner count. Any split gives the same packed bits.
+  const std::ptrdiff_t* row_split = nullptr;
+  int row_owners = 0;
 };
 
 struct Epilogue {

@@ -116,11 +116,17 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
     const std::ptrdiff_t n = B * s.out, off = r0 * s.out;
     float* z = w.z.data() + off;
     float* a = w.a.data() + off;
+    // The optimizer's row owners only matter in a training pass: its update comes next.
+    const std::vector<std::ptrdiff_t>* split =
+        training && l < w_row_split_.size() && !w_row_split_[l].empty() ? &w_row_split_[l]
+                                                                         : nullptr;
+    const std::ptrdiff_t* rs = split ? split->data() : nullptr;
+    const int owners = split ? static_cast<int>(split->size()) - 1 : 0;
     if (!s.batchnorm) {
-      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, a, z);
+      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, a, z, rs, owners);
     } else {
       // z only: y = identity(z) would be a second copy of z, overwritten below.
-      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z);
+      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z, rs, owners);
       // Batch statistics need at least two rows; a single row is normalised with the running
       // statistics instead (the trainer never forms such a batch when batch norm is on).
       // Batch statistics take the whole batch: row shards only run without them.
@@ -229,6 +235,16 @@ void Network::predict(std::ptrdiff_t n, const float* x, std::ptrdiff_t batch, fl
     const float* y = forward(B, x + r0 * n_inputs(), false, 0, 0);
     std::memcpy(out + r0 * O, y, sizeof(float) * static_cast<size_t>(B * O));
   }
+}
+
+void Network::set_weight_row_owners(size_t l, const std::ptrdiff_t* row_split, int owners) {
+  if (w_row_split_.size() < layers_.size()) w_row_split_.resize(layers_.size());
+  if (l >= layers_.size()) return;
+  if (owners <= 0) {
+    w_row_split_[l].clear();
+    return;
+  }
+  w_row_split_[l].assign(row_split, row_split + owners + 1);
 }
 
 }  // namespace fastmlp

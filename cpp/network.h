@@ -81,6 +81,11 @@ class Network {
   // no batch statistics, i.e. no trainable batch-norm layer in training.
   bool row_local(bool training) const;
 
+  // Which thread updates which rows of layer l's W in the optimizer (row_split has owners + 1
+  // entries, 0 and in at the ends), for the training forward pass's packing of W
+  // (dense_forward); owners 0 forgets it. Set by the trainer at the start of every run.
+  void set_weight_row_owners(size_t l, const std::ptrdiff_t* row_split, int owners);
+
   // Index of the lowest trainable layer, or -1 when every layer is frozen.
   int lowest_trainable() const;
   // Inference over n rows in chunks of `batch` rows, writing (n, out) to `out`.
@@ -94,6 +99,7 @@ class Network {
   float* stats_;
   std::ptrdiff_t n_stats_;
   std::vector<LayerWork> work_;
+  std::vector<std::vector<std::ptrdiff_t>> w_row_split_;  // per layer, empty: unknown
   std::vector<float> g0_, g1_;  // ping-pong gradient buffers (rows x widest layer)
   std::ptrdiff_t rows_ = 0, widest_ = 0;
   std::ptrdiff_t batch_rows_ = 0;  // rows of the current pass (all shards together)

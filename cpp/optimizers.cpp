@@ -76,37 +76,38 @@ constexpr int kUnroll = 4;
 namespace fastmlp {
 namespace {
 
-// Elements per task: 64 KiB of each stream, small enough to balance 10M elements over any thread
-// count, large enough that the pool's per-task cost (an atomic increment) is noise. Chunking
-// depends on the array sizes only, never on the thread count: that is what makes the norm
-// bitwise reproducible.
-constexpr std::ptrdiff_t kChunk = 16384;
+// kOptimChunk (optimizers.h): 64 KiB of each stream per task, small enough to balance 10M
+// elements over any thread count, large enough that the pool's per-task cost (an atomic
+// increment) is noise. Chunking depends on the array sizes only, never on the thread count: that
+// is what makes the norm bitwise reproducible.
 // Below this many elements in total the step costs less than a pool round trip. The pool's
 // workers spin between the kernels of a training step, so the round trip is ~1-2 us: splitting
 // from one chunk up pays (digits 64-300-100-10, 51k parameters: 50 epochs 232 -> 215 ms).
 constexpr std::ptrdiff_t kSerialBelow = 16384;
 
-struct Task {
-  std::ptrdiff_t slot, begin, end;
-};
+}  // namespace
 
-// Fills tasks (cleared first; the caller's vector keeps its capacity between steps).
-void make_tasks(const std::vector<OptimSlot>& slots, std::ptrdiff_t* total,
-                std::vector<Task>& tasks) {
+std::ptrdiff_t optimizer_tasks(const std::vector<OptimSlot>& slots,
+                               std::vector<OptimTask>& tasks) {
   tasks.clear();
-  *total = 0;
+  std::ptrdiff_t total = 0;
   for (std::ptrdiff_t s = 0; s < static_cast<std::ptrdiff_t>(slots.size()); ++s) {
     const std::ptrdiff_t n = slots[s].n;
-    *total += n;
-    for (std::ptrdiff_t b = 0; b < n; b += kChunk) tasks.push_back({s, b, std::min(n, b + kChunk)});
+    total += n;
+    for (std::ptrdiff_t b = 0; b < n; b += kOptimChunk)
+      tasks.push_back({s, b, std::min(n, b + kOptimChunk)});
   }
+  return total;
 }
+
+bool optimizer_runs_serially(std::ptrdiff_t total) { return total < kSerialBelow; }
 
 // Owner ranges of about total / owners elements each, cut at task boundaries. Equal task
 // counts were not equal work: mnist's 784-300-100-10 has 15 full chunks of W1 and then six
 // small ones (b1, W2's tail, b2, W3, b3), so the first of two threads owned 164k of the 266k
 // elements, and the other, done early, pulled chunks out of the first one's cache.
-OwnerBounds element_shares(const std::vector<Task>& tasks, std::ptrdiff_t total, bool serial) {
+OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total,
+                             bool serial) {
   const auto n_tasks = static_cast<std::ptrdiff_t>(tasks.size());
   OwnerBounds ob;
   ob.owners = serial ? 1 : affine_owners(n_tasks);
@@ -126,6 +127,8 @@ OwnerBounds element_shares(const std::vector<Task>& tasks, std::ptrdiff_t total,
   return ob;
 }
 
+namespace {
+
 // Runs one optimizer over every slot and returns the gradient norm (after value clipping, before
 // norm clipping). The per-chunk partial sums are added in task order after the parallel loop.
 double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
@@ -133,13 +136,12 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   // Per calling thread and reused: no allocation per training step. Named through references:
   // the pool's workers run the lambdas below, and a thread_local named there would be the
   // worker's own (empty) vector, not this thread's.
-  thread_local std::vector<Task> tasks_storage;
+  thread_local std::vector<OptimTask> tasks_storage;
   thread_local std::vector<double> partial_storage;
-  std::vector<Task>& tasks = tasks_storage;
+  std::vector<OptimTask>& tasks = tasks_storage;
   std::vector<double>& partial = partial_storage;
-  std::ptrdiff_t total = 0;
-  make_tasks(slots, &total, tasks);
-  const bool serial = total < kSerialBelow;
+  const std::ptrdiff_t total = optimizer_tasks(slots, tasks);
+  const bool serial = optimizer_runs_serially(total);
   const float cv = clip.value ? static_cast<float>(*clip.value)
                               : std::numeric_limits<float>::infinity();
   const bool norm_in_update = !clip.norm && !clip.skip_nonfinite;
@@ -156,7 +158,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   // and every step, so each thread's moments (m, v or the velocity) and the gradients it reads
   // twice stay in its core's cache. Claimed in any order, they moved between the cores every
   // step: Adam was 15% of a digits step for 51k parameters that fit in L2.
-  const OwnerBounds ob = element_shares(tasks, total, serial);
+  const OwnerBounds ob = optimizer_owners(tasks, total, serial);
   auto ordered_norm = [&] {
     double sum = 0.0;
     for (double s : partial) sum += s;
@@ -166,7 +168,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
     parallel_for_affine(
         ob,
         [&](std::ptrdiff_t t) {
-          const Task& k = tasks[t];
+          const OptimTask& k = tasks[t];
           const OptimSlot& s = slots[k.slot];
           // Null states stay null: a kernel never touches a state its optimizer does not keep.
           float* s0 = s.state0 ? s.state0 + k.begin : nullptr;
@@ -187,7 +189,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   parallel_for_affine(
       ob,
       [&](std::ptrdiff_t t) {
-        const Task& k = tasks[t];
+        const OptimTask& k = tasks[t];
         partial[t] = sumsq_chunk(k.end - k.begin, slots[k.slot].grad + k.begin, cv);
       },
       serial);

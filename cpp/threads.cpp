@@ -69,18 +69,18 @@ class Pool {
   }
 
   void run(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
-    run_job(n_tasks, fn, 0, nullptr);
+    run_job(n_tasks, fn, 0, nullptr, nullptr);
   }
 
   void run_affine(int n_owners, const std::ptrdiff_t* bounds,
-                  const std::function<void(std::ptrdiff_t)>& fn) {
-    run_job(bounds[n_owners], fn, n_owners, bounds);
+                  const std::function<void(std::ptrdiff_t)>& fn, const std::ptrdiff_t* keep) {
+    run_job(bounds[n_owners], fn, n_owners, bounds, keep);
   }
 
  private:
   // n_owners == 0: tasks claimed in order from next_; otherwise from the owners' ranges.
   void run_job(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn,
-               int n_owners, const std::ptrdiff_t* bounds) {
+               int n_owners, const std::ptrdiff_t* bounds, const std::ptrdiff_t* keep) {
     std::lock_guard<std::mutex> job_lock(job_mutex_);
     const int helpers = static_cast<int>(std::min<std::ptrdiff_t>(
         n_threads_.load() - 1, n_owners ? n_owners - 1 : n_tasks - 1));
@@ -90,7 +90,14 @@ class Pool {
     n_tasks_.store(n_tasks, std::memory_order_relaxed);
     error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
-    // Owners past the helpers (a pool smaller than the ranges) are served by stealing.
+    // Owners past the helpers (a pool smaller than the ranges) are served by stealing: their
+    // ranges stay unclaimed at the front, so their kept tasks are taken too.
+    keeps_.store(keep != nullptr, std::memory_order_relaxed);
+    for (int j = 0; j < n_owners; ++j) {
+      first_[j].store(static_cast<uint64_t>(bounds[j]), std::memory_order_relaxed);
+      kept_end_[j].store(static_cast<uint64_t>(bounds[j] + (keep ? keep[j] : 0)),
+                         std::memory_order_relaxed);
+    }
     for (int j = 0; j < n_owners; ++j)
       ranges_[j].word.store(tag(gen) | (static_cast<uint64_t>(bounds[j]) << 16) |
                                 static_cast<uint64_t>(bounds[j + 1]),
@@ -107,8 +114,11 @@ class Pool {
     work(gen, 0);
     // Wait for the tasks, not for the helpers: a helper the OS has not scheduled yet (another
     // process holds its core) must not stall the call; the caller then simply runs every task.
+    // Kept tasks of an owner that stopped claiming (preempted) are taken over after kStall.
+    Stall stall;
     for (int i = 1; done_.load(std::memory_order_acquire) < n_tasks; ++i) {
       FASTMLP_PAUSE();
+      if (keep && (i & 63) == 0) take_over_stalled(gen, n_owners, stall);
       if ((i & 1023) == 0) std::this_thread::yield();
     }
     fn_ = nullptr;
@@ -174,13 +184,20 @@ class Pool {
   }
 
   // Affine jobs: range j's word is tag(gen) | lo << 16 | hi. The owner claims lo (front), others
-  // claim hi - 1 (back), both by compare-exchange, so every task runs exactly once.
-  bool claim_from(int j, uint64_t gen, bool front, std::ptrdiff_t* task) {
+  // claim hi - 1 (back), both by compare-exchange, so every task runs exactly once. Others leave
+  // the kept tasks [first, kept_end) alone once the owner has claimed (lo past first), unless
+  // take_all (the caller taking over a stalled owner).
+  bool claim_from(int j, uint64_t gen, bool front, std::ptrdiff_t* task, bool take_all = false) {
     uint64_t v = ranges_[j].word.load(std::memory_order_acquire);
     for (;;) {
       if ((v & ~0xffffffffull) != tag(gen)) return false;  // another job's range
       const uint64_t lo = (v >> 16) & 0xffff, hi = v & 0xffff;
       if (lo >= hi) return false;
+      // Read after the tag check: a word of this job's tag was stored after these.
+      if (!front && !take_all && keeps_.load(std::memory_order_relaxed) &&
+          lo != first_[j].load(std::memory_order_relaxed) &&
+          hi <= kept_end_[j].load(std::memory_order_relaxed))
+        return false;
       const uint64_t nv = front ? v + (1ull << 16) : v - 1;
       if (ranges_[j].word.compare_exchange_weak(v, nv, std::memory_order_acq_rel,
                                                 std::memory_order_acquire)) {
@@ -197,6 +214,33 @@ class Pool {
     for (int d = 1; d < n_owners; ++d) {
       const int j = (id + d) % n_owners;
       while (claim_from(j, gen, false, &t)) run_task(t);
+    }
+  }
+
+  // Per range: the front (lo) last seen and since when, for the caller's stall check.
+  struct Stall {
+    uint64_t lo[kMaxOwners];
+    std::chrono::steady_clock::time_point since[kMaxOwners];
+    bool seen[kMaxOwners] = {false};
+  };
+  static constexpr auto kStall = std::chrono::microseconds(200);
+
+  // Takes one task from the back of each range whose front has not moved for kStall.
+  void take_over_stalled(uint64_t gen, int n_owners, Stall& st) {
+    const auto now = std::chrono::steady_clock::now();
+    for (int j = 1; j < std::min(n_owners, kMaxOwners); ++j) {
+      const uint64_t v = ranges_[j].word.load(std::memory_order_acquire);
+      if ((v & ~0xffffffffull) != tag(gen)) continue;
+      const uint64_t lo = (v >> 16) & 0xffff, hi = v & 0xffff;
+      if (lo >= hi) continue;
+      if (!st.seen[j] || st.lo[j] != lo) {
+        st.seen[j] = true;
+        st.lo[j] = lo;
+        st.since[j] = now;
+        continue;
+      }
+      std::ptrdiff_t t;
+      if (now - st.since[j] > kStall && claim_from(j, gen, false, &t, true)) run_task(t);
     }
   }
 
@@ -262,6 +306,12 @@ class Pool {
     std::atomic<uint64_t> word{0};
   };
   Range ranges_[kMaxOwners];
+  // The current job's kept tasks per range: [first_, kept_end_); written before the job is
+  // published and read by its workers after they see it (atomic: a late worker of the last
+  // job may read them while the next job writes them; its claims then fail on the tag or on its
+  // ranges being empty, whatever it read).
+  std::atomic<uint64_t> first_[kMaxOwners] = {}, kept_end_[kMaxOwners] = {};
+  std::atomic<bool> keeps_{false};
   std::exception_ptr error_;
 };
 
@@ -282,12 +332,12 @@ void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t
 }
 
 void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,
-                        const std::function<void(std::ptrdiff_t)>& fn) {
+                        const std::function<void(std::ptrdiff_t)>& fn, const std::ptrdiff_t* keep) {
   if (n_owners < 1 || n_owners > kMaxOwners || bounds[n_owners] > 0xffff) {
     run_on_pool(bounds[n_owners], fn);  // outside the range words' limits: plain claiming
     return;
   }
-  Pool::get().run_affine(n_owners, bounds, fn);
+  Pool::get().run_affine(n_owners, bounds, fn, keep);
 }
 
 double cross_core_round_trip_ns(int ms) {

@@ -39,14 +39,29 @@ void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t
 // GEMMs of a few MFLOP. Which thread runs a task never changes a result (the determinism
 // contract above still holds); a helper the OS has not scheduled is never waited for, its range
 // is taken over. bounds[0] = 0, bounds[n_owners] = n_tasks <= 65535, 1 <= n_owners <= 64.
+//
+// keep (may be null): the first keep[j] tasks of range j are its owner's alone once the owner
+// has claimed a task of its range; others take only the rest of the range from the back. For
+// tasks that read lines the owner is about to write, such as the rows of a weight matrix that
+// the owner's optimizer task updates after the step: a store to a line the other core has read
+// cost 7.7 ns with the two vCPUs on one die and 31 ns on two, against 0.8 ns for a line only
+// this core touched (bench/experiments/coherence.c), and in the far placement half of mnist's
+// Adam pass went to such stores. An owner that has not claimed yet (an unscheduled helper) is
+// still taken over at once, and the caller takes over one that has not claimed a task for
+// 200 us (preempted by the OS) rather than wait for it.
 void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,
-                        const std::function<void(std::ptrdiff_t)>& fn);
+                        const std::function<void(std::ptrdiff_t)>& fn,
+                        const std::ptrdiff_t* keep = nullptr);
 
 // Owner ranges for parallel_for_affine: n tasks cut into `owners` contiguous equal ranges.
 constexpr int kMaxOwners = 64;
 struct OwnerBounds {
   int owners = 1;
   std::ptrdiff_t b[kMaxOwners + 1] = {0};
+  // Tasks at the front of each range kept by their owner (run_on_pool_affine's keep); all 0:
+  // every task may be taken by another thread once it is done with its own range.
+  std::ptrdiff_t keep[kMaxOwners] = {0};
+  bool keeps = false;  // any keep[j] > 0
 };
 
 // The number of threads an affine job of n_tasks spreads over (callers size their ranges).
@@ -68,7 +83,8 @@ void parallel_for_affine(const OwnerBounds& ob, F&& fn, bool serial = false) {
     for (std::ptrdiff_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
-  run_on_pool_affine(ob.owners, ob.b, std::function<void(std::ptrdiff_t)>(std::ref(fn)));
+  run_on_pool_affine(ob.owners, ob.b, std::function<void(std::ptrdiff_t)>(std::ref(fn)),
+                     ob.keeps ? ob.keep : nullptr);
 }
 
 // Runs fn(task) for task in [0, n_tasks) on the pool; the calling thread takes part.

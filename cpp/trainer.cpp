@@ -327,6 +327,39 @@ double Trainer::optimizer_step(double lr, std::int64_t step) {
   return 0.0;
 }
 
+void Trainer::plan_weight_owners() {
+  const auto& layers = net_.layers();
+  const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
+  const OwnerBounds ob = optimizer_owners(owner_tasks_, total, optimizer_runs_serially(total));
+  const auto n_tasks = static_cast<std::ptrdiff_t>(owner_tasks_.size());
+  std::ptrdiff_t split[kMaxOwners + 1];
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerSpec& s = layers[l];
+    std::ptrdiff_t ws = -1;  // W's slot
+    for (size_t i = 0; i < slots_.size() && s.trainable; ++i)
+      if (slots_[i].param == net_.params() + s.w) ws = static_cast<std::ptrdiff_t>(i);
+    if (ws < 0 || ob.owners < 2) {
+      net_.set_weight_row_owners(l, nullptr, 0);
+      continue;
+    }
+    // Owner j's first element of W: its first task's start if that task is in W's slot, 0 if
+    // it starts in an earlier slot, all of W if in a later one (or it has no task). Rounded
+    // to the nearest row: a row cut by the chunk boundary goes mostly to one owner.
+    const std::ptrdiff_t n = s.in * s.out;
+    split[0] = 0;
+    for (int j = 1; j < ob.owners; ++j) {
+      std::ptrdiff_t e = n;
+      if (ob.b[j] < n_tasks) {
+        const OptimTask& t = owner_tasks_[static_cast<size_t>(ob.b[j])];
+        e = t.slot < ws ? 0 : t.slot > ws ? n : t.begin;
+      }
+      split[j] = std::max(split[j - 1], std::min(s.in, (e + s.out / 2) / s.out));
+    }
+    split[ob.owners] = s.in;
+    net_.set_weight_row_owners(l, split, ob.owners);
+  }
+}
+
 namespace {
 // No NaN/Inf among x[0, n): NaN and Inf are the floats whose 8 exponent bits are all 1.
 // Adding 1 to that field carries into bit 31 exactly for them; or-ing those bits over the
@@ -388,6 +421,7 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
                     bool skip_nonfinite) {
   RunLog log;
   const std::ptrdiff_t I = net_.n_inputs();
+  plan_weight_owners();
   std::ptrdiff_t k = b0;
   for (; k < b1; ++k) {
     const std::ptrdiff_t r0 = k * batch_size_;

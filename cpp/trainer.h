@@ -112,6 +112,10 @@ class Trainer {
   void add_penalty_grads();
   void apply_max_norm();
   double optimizer_step(double lr, std::int64_t step);
+  // Tells the network which thread's optimizer task updates which rows of each trainable W
+  // (per run: the thread count may have changed), so the forward pass packs W on the same
+  // cores (Operand::row_split).
+  void plan_weight_owners();
   // True when every param, optimizer state and running statistic the steps write is finite.
   bool state_is_finite() const;
   double shard_step(int S, const float* X, const Targets& y, const std::int64_t* rows,
@@ -125,6 +129,7 @@ class Trainer {
   std::ptrdiff_t batch_size_;
   float* grads_;
   std::vector<OptimSlot> slots_;
+  std::vector<OptimTask> owner_tasks_;  // plan_weight_owners' scratch
   float* stats_;
   std::ptrdiff_t n_stats_;
   bool updates_stats_ = false;      // a trainable batch-norm layer: forward writes stats_
