@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "cpu.h"
@@ -804,18 +805,19 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
         const std::ptrdiff_t na = a_cut[j + 1] - a_cut[j];
         return off < na ? a_cut[j] + off : a_tasks + b_cut[j] + (off - na);
       };
-      // B task tb's first source row: owner j's pieces start at its row_split.
-      auto b_row_lo = [&](std::ptrdiff_t tb) {
-        if (!b_owned) return tb * kPackRows;
-        int j = 0;
-        while (tb >= b_cut[j + 1]) ++j;
-        return B.row_split[j] + (tb - b_cut[j]) * kPackRows;
-      };
-      auto b_row_hi = [&](std::ptrdiff_t tb) {
-        if (!b_owned) return std::min(K, (tb + 1) * kPackRows);
-        int j = 0;
-        while (tb >= b_cut[j + 1]) ++j;
-        return std::min(B.row_split[j + 1], B.row_split[j] + (tb - b_cut[j] + 1) * kPackRows);
+      // B task tb's source rows [lo, hi): pieces of kPackRows from 0, or from each owner's
+      // row_split.
+      auto b_rows = [&](std::ptrdiff_t tb) {
+        std::ptrdiff_t start = 0, end = K, first = tb;
+        if (b_owned) {
+          int j = 0;
+          while (tb >= b_cut[j + 1]) ++j;
+          start = B.row_split[j];
+          end = B.row_split[j + 1];
+          first = tb - b_cut[j];
+        }
+        const std::ptrdiff_t lo = start + first * kPackRows;
+        return std::make_pair(lo, std::min(end, lo + kPackRows));
       };
       with_reader(A, [&](auto ra) {
         with_reader(B, [&](auto rb) {
@@ -829,8 +831,8 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
               pack_a_panels(ra, i_base, t * a_group, std::min(n_panels, (t + 1) * a_group),
                             n_panels, M, K, kKC, Ap);
             } else if (b_by_rows) {
-              pack_rows_plain<kNR>(B.p, B.rs, b_row_lo(t - a_tasks), b_row_hi(t - a_tasks), K,
-                                   kKC, j_base, n_strips, N, Bp);
+              const auto [k_lo, k_hi] = b_rows(t - a_tasks);
+              pack_rows_plain<kNR>(B.p, B.rs, k_lo, k_hi, K, kKC, j_base, n_strips, N, Bp);
             } else {
               const std::ptrdiff_t tb = t - a_tasks;
               pack_b_strips(rb, j_base, tb * b_group, std::min(n_strips, (tb + 1) * b_group),

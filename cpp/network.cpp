@@ -27,7 +27,7 @@ void check_range(std::ptrdiff_t off, std::ptrdiff_t len, std::ptrdiff_t size, in
 Network::Network(std::vector<LayerSpec> layers, float* params, std::ptrdiff_t n_params,
                  float* stats, std::ptrdiff_t n_stats)
     : layers_(std::move(layers)), params_(params), n_params_(n_params), stats_(stats),
-      n_stats_(n_stats) {
+      n_stats_(n_stats), w_row_split_(layers_.size()) {
   if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer");
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& s = layers_[l];
@@ -118,8 +118,7 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
     float* a = w.a.data() + off;
     // The optimizer's row owners only matter in a training pass: its update comes next.
     const std::vector<std::ptrdiff_t>* split =
-        training && l < w_row_split_.size() && !w_row_split_[l].empty() ? &w_row_split_[l]
-                                                                         : nullptr;
+        training && !w_row_split_[l].empty() ? &w_row_split_[l] : nullptr;
     const std::ptrdiff_t* rs = split ? split->data() : nullptr;
     const int owners = split ? static_cast<int>(split->size()) - 1 : 0;
     if (!s.batchnorm) {
@@ -238,7 +237,6 @@ void Network::predict(std::ptrdiff_t n, const float* x, std::ptrdiff_t batch, fl
 }
 
 void Network::set_weight_row_owners(size_t l, const std::ptrdiff_t* row_split, int owners) {
-  if (w_row_split_.size() < layers_.size()) w_row_split_.resize(layers_.size());
   if (l >= layers_.size()) return;
   if (owners <= 0) {
     w_row_split_[l].clear();

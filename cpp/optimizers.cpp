@@ -76,10 +76,6 @@ constexpr int kUnroll = 4;
 namespace fastmlp {
 namespace {
 
-// kOptimChunk (optimizers.h): 64 KiB of each stream per task, small enough to balance 10M
-// elements over any thread count, large enough that the pool's per-task cost (an atomic
-// increment) is noise. Chunking depends on the array sizes only, never on the thread count: that
-// is what makes the norm bitwise reproducible.
 // Below this many elements in total the step costs less than a pool round trip. The pool's
 // workers spin between the kernels of a training step, so the round trip is ~1-2 us: splitting
 // from one chunk up pays (digits 64-300-100-10, 51k parameters: 50 epochs 232 -> 215 ms).
@@ -106,11 +102,10 @@ bool optimizer_runs_serially(std::ptrdiff_t total) { return total < kSerialBelow
 // counts were not equal work: mnist's 784-300-100-10 has 15 full chunks of W1 and then six
 // small ones (b1, W2's tail, b2, W3, b3), so the first of two threads owned 164k of the 266k
 // elements, and the other, done early, pulled chunks out of the first one's cache.
-OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total,
-                             bool serial) {
+OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total) {
   const auto n_tasks = static_cast<std::ptrdiff_t>(tasks.size());
   OwnerBounds ob;
-  ob.owners = serial ? 1 : affine_owners(n_tasks);
+  ob.owners = optimizer_runs_serially(total) ? 1 : affine_owners(n_tasks);
   std::ptrdiff_t t = 0, done = 0;  // tasks [0, t) hold `done` elements
   for (int j = 1; j < ob.owners; ++j) {
     const std::ptrdiff_t want = total * j / ob.owners;
@@ -158,7 +153,7 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   // and every step, so each thread's moments (m, v or the velocity) and the gradients it reads
   // twice stay in its core's cache. Claimed in any order, they moved between the cores every
   // step: Adam was 15% of a digits step for 51k parameters that fit in L2.
-  const OwnerBounds ob = optimizer_owners(tasks, total, serial);
+  const OwnerBounds ob = optimizer_owners(tasks, total);
   auto ordered_norm = [&] {
     double sum = 0.0;
     for (double s : partial) sum += s;

@@ -37,6 +37,10 @@ struct OptimSlot {
 // 0.8 ns for a line only this core touched (bench/experiments/coherence.c). The trainer's
 // once-per-call finite check reads by an even split of its own: aligning it with these shares
 // measured 0.9995 near and 1.0011 far on mnist (interleaved pairs), so it was left alone.
+//
+// kOptimChunk: 64 KiB of each stream per task, small enough to balance 10M elements over any
+// thread count, large enough that the pool's per-task cost (an atomic increment) is noise.
+// Chunking never depends on the thread count: that is what makes the norm bitwise reproducible.
 constexpr std::ptrdiff_t kOptimChunk = 16384;
 struct OptimTask {
   std::ptrdiff_t slot, begin, end;
@@ -44,10 +48,10 @@ struct OptimTask {
 // Fills tasks (cleared first; a caller's vector keeps its capacity between steps) and returns
 // the total element count.
 std::ptrdiff_t optimizer_tasks(const std::vector<OptimSlot>& slots, std::vector<OptimTask>& tasks);
-// serial: the step runs on the calling thread (optimizer_runs_serially).
-OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total,
-                             bool serial);
+// True when a step over `total` elements runs on the calling thread.
 bool optimizer_runs_serially(std::ptrdiff_t total);
+// The owner shares of tasks (one share when optimizer_runs_serially(total)).
+OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total);
 
 // PyTorch clipping: clip_grad_value_(value), then clip_grad_norm_(norm); nullopt = off.
 // skip_nonfinite: the training loop's guard. The norm is then always computed in a read-only

@@ -330,7 +330,7 @@ double Trainer::optimizer_step(double lr, std::int64_t step) {
 void Trainer::plan_weight_owners() {
   const auto& layers = net_.layers();
   const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
-  const OwnerBounds ob = optimizer_owners(owner_tasks_, total, optimizer_runs_serially(total));
+  const OwnerBounds ob = optimizer_owners(owner_tasks_, total);
   const auto n_tasks = static_cast<std::ptrdiff_t>(owner_tasks_.size());
   std::ptrdiff_t split[kMaxOwners + 1];
   for (size_t l = 0; l < layers.size(); ++l) {
