@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -88,6 +89,9 @@ Kernels pick_kernels() {
 // for the layers of small MLPs, packing and padding to whole 6 x 16 tiles cost more than the
 // arithmetic. Both paths give identical bits, so the choice is free; tests move the limit.
 std::atomic<long long> g_direct_limit{1 << 17};
+// Narrow-output and one-thread GEMMs take the direct path up to this many times the limit
+// (gemm_takes_direct_path).
+constexpr long long kDirectWiderFactor = 8;
 
 // Reads element (i, j) of an operand, applying the fused dz transform with a compile-time
 // activation so the switch in act_grad folds away.
@@ -660,13 +664,19 @@ void gemm_split_run(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, s
   });
 }
 
-bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
+bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, int threads) {
   const long long macs = static_cast<long long>(M) * N * K;
   const long long limit = g_direct_limit.load(std::memory_order_relaxed);
   // Narrow outputs (a classifier's 10 logits) fill a fraction of each 16-wide packed strip and
   // leave the packed path one strip to split among threads: direct wins up to ~8x further
-  // (measured: 200x300x10 takes 53 us direct vs 66 us packed on 2 threads).
-  return macs <= limit || (N < kNR && macs <= 8 * limit);
+  // (measured: 200x300x10 takes 53 us direct vs 66 us packed on 2 threads). On one thread (a
+  // row shard's SerialScope, a GEMM below kSerialFlops, or a 1-thread pool) packing buys no
+  // split either, and direct won up to 1M multiply-adds (dense_forward / dense_backward, 1
+  // thread: 128x64x64 0.78x / 0.91x the packed time, 256x32x32 0.88x / 0.75x, 256x64x64
+  // 0.98x / 0.93x; at 2M mixed, 0.90x-1.07x; at 8M backward 1.09x).
+  const bool wider = N < kNR || threads == 1;
+  const long long max_limit = std::numeric_limits<long long>::max() / kDirectWiderFactor;
+  return macs <= (wider ? std::min(limit, max_limit) * kDirectWiderFactor : limit);
 }
 
 }  // namespace
@@ -704,12 +714,12 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
   }
   const Kernels kern = pick_kernels();
   const std::ptrdiff_t kKC = ceil_div(ceil_div(K, ceil_div(K, kKCMax)), 8) * 8;
-  if (gemm_takes_direct_path(M, N, K)) {
+  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
+  const int threads = serial ? 1 : num_threads();
+  if (gemm_takes_direct_path(M, N, K, threads)) {
     gemm_direct(kern, kKC, M, N, K, A, B, C, ldc, ep, scratch());
     return;
   }
-  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
-  const int threads = serial ? 1 : num_threads();
   if (const Split split = gemm_split(M, N, K, threads); split != Split::none) {
     gemm_split_run(kern, kKC, M, N, K, A, B, C, ldc, ep, threads, split);
     return;

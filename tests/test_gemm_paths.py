@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from fastmlp import kernels as K
+from fastmlp import reference as R
 
-from helpers import available_isas, direct_limit, isa
+from helpers import available_isas, direct_limit, isa, num_threads
 
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
@@ -40,3 +41,28 @@ def test_direct_and_packed_paths_agree_bitwise(B, I, O, act, isa_name):
         gp, gd = both_paths(lambda: K.dense_backward(dy, x, W, zp, act))
         for name, d, p in zip(("dx", "dW", "db"), gd, gp):
             np.testing.assert_array_equal(d, p, err_msg=name)
+
+
+# Between 750k multiply-adds (kSerialFlops) and 8x the default limit (1 << 20), a GEMM takes the direct path when it runs on
+# one thread (a row shard, a 1-thread pool) and the packed path when it is split across threads:
+# the same layer must give the same bits either way, and match the NumPy reference.
+@pytest.mark.parametrize("B,I,O", [(192, 64, 64), (257, 64, 60), (100, 100, 100), (17, 257, 200)])
+def test_one_thread_direct_range_matches_threaded_packed(B, I, O):
+    rng = np.random.default_rng(B + I + O)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    W = rng.standard_normal((I, O)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    runs = []
+    for n in (1, 2):
+        with num_threads(n):
+            y, z = K.dense_forward(x, W, b, "relu")
+            runs.append((y, z, *K.dense_backward(dy, x, W, z, "relu")))
+    for name, one, two in zip(("y", "z", "dx", "dW", "db"), *runs):
+        np.testing.assert_array_equal(one, two, err_msg=name)
+    y_ref, z_ref = R.dense_forward(x, W, b, "relu")
+    np.testing.assert_allclose(runs[0][1], z_ref, rtol=1e-5, atol=1e-5 * np.abs(z_ref).max())
+    for name, got, want in zip(("dx", "dW", "db"), runs[0][2:],
+                               R.dense_backward(dy, x, W, z_ref, "relu")):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
+                                   err_msg=name)
