@@ -65,9 +65,6 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   shardable_ = net_.row_local(true) && trainable <= kShardMaxParams;
   if (shardable_ && shards_for(batch_size_) > 1) {
     shard_grads_.resize(static_cast<size_t>(kMaxShards * net_.n_params()));
-    for (const OptimSlot& s : slots_)
-      for (std::ptrdiff_t lo = 0; lo < s.n; lo += kElementwiseGrain)
-        grad_pieces_.emplace_back(s.grad - grads_ + lo, std::min(kElementwiseGrain, s.n - lo));
   }
 }
 
@@ -130,10 +127,14 @@ double Trainer::shard_step(int S, const float* X, const Targets& y, const std::i
   if (!y.weights) loss /= static_cast<double>(loss_ == LossKind::cross_entropy
                                                   ? B : B * net_.n_outputs());
   if (!std::isfinite(loss + pen)) return loss;
-  // grads = ((shard 0 + shard 1) + shard 2) + ..., element by element in shard order.
-  parallel_for_affine(even_shares(static_cast<std::ptrdiff_t>(grad_pieces_.size())),
-                      [&](std::ptrdiff_t i) {
-    const auto [off, n] = grad_pieces_[static_cast<size_t>(i)];
+  // grads = ((shard 0 + shard 1) + shard 2) + ..., element by element in shard order. Each
+  // optimizer task's range is summed by the thread that updates it next (plan_weight_owners
+  // keeps the optimizer's split): in even shares of the pieces, one of deep-narrow's W was
+  // summed on one core and read by the other's optimizer update.
+  parallel_for_affine(optimizer_owners_, [&](std::ptrdiff_t i) {
+    const OptimTask& t = owner_tasks_[static_cast<size_t>(i)];
+    const std::ptrdiff_t off = slots_[static_cast<size_t>(t.slot)].grad - grads_ + t.begin;
+    const std::ptrdiff_t n = t.end - t.begin;
     float* __restrict g = grads_ + off;
     const float* __restrict p0 = shard_grads_.data() + off;
     const float* __restrict p1 = p0 + P;
@@ -330,7 +331,8 @@ double Trainer::optimizer_step(double lr, std::int64_t step) {
 void Trainer::plan_weight_owners() {
   const auto& layers = net_.layers();
   const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
-  const OwnerBounds ob = optimizer_owners(owner_tasks_, total);
+  optimizer_owners_ = optimizer_owners(owner_tasks_, total);
+  const OwnerBounds& ob = optimizer_owners_;
   const auto n_tasks = static_cast<std::ptrdiff_t>(owner_tasks_.size());
   std::ptrdiff_t split[kMaxOwners + 1];
   for (size_t l = 0; l < layers.size(); ++l) {

@@ -114,7 +114,7 @@ class Trainer {
   double optimizer_step(double lr, std::int64_t step);
   // Tells the network which thread's optimizer task updates which rows of each trainable W
   // (per run: the thread count may have changed), so the forward pass packs W on the same
-  // cores (Operand::row_split).
+  // cores (Operand::row_split); the row-sharded step sums each gradient range there too.
   void plan_weight_owners();
   // True when every param, optimizer state and running statistic the steps write is finite.
   bool state_is_finite() const;
@@ -129,7 +129,10 @@ class Trainer {
   std::ptrdiff_t batch_size_;
   float* grads_;
   std::vector<OptimSlot> slots_;
-  std::vector<OptimTask> owner_tasks_;  // plan_weight_owners' scratch
+  // The optimizer's tasks and their owner threads, as its update splits them (set by
+  // plan_weight_owners at each run): the forward packs and the shard sum follow them.
+  std::vector<OptimTask> owner_tasks_;
+  OwnerBounds optimizer_owners_;
   float* stats_;
   std::ptrdiff_t n_stats_;
   bool updates_stats_ = false;      // a trainable batch-norm layer: forward writes stats_
@@ -138,8 +141,6 @@ class Trainer {
   std::vector<std::int64_t> lb_;
   bool shardable_ = false;          // the network qualifies for row shards (shards_for)
   std::vector<float> shard_grads_;  // each shard's gradient, n_params per shard
-  // The trainable gradient ranges in pieces: (offset in params, length), for the shard sum.
-  std::vector<std::pair<std::ptrdiff_t, std::ptrdiff_t>> grad_pieces_;
 };
 
 }  // namespace fastmlp
