@@ -683,6 +683,15 @@ bool gemm_takes_direct_path(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K
 
 void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
 
+bool gemm_packs_b_by_row_owners(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
+  if (M <= 0 || N <= 0 || K <= 0) return false;
+  // gemm's own choice of path, as at its start: only the two-phase path packs B by owner rows.
+  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
+  const int threads = serial ? 1 : num_threads();
+  return threads > 1 && !gemm_takes_direct_path(M, N, K, threads) &&
+         gemm_split(M, N, K, threads) == Split::none;
+}
+
 bool gemm_avx512_enabled() { return avx512_slot().load(); }
 bool set_gemm_avx512(bool on) {
   if (on && !cpu_has_avx512f()) return false;

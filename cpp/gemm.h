@@ -44,6 +44,11 @@ struct Epilogue {
 
 // GEMMs with M * N * K <= macs run unpacked on the calling thread (same bits; for tests).
 void set_gemm_direct_limit(long long macs);
+
+// True when gemm(M, N, K, ...) on the current thread count takes its two-phase path, the one
+// that packs a plain B by its Operand::row_split owners: then each thread reads only the rows
+// of B that it owns. (The direct path reads B on one thread, the split path on every thread.)
+bool gemm_packs_b_by_row_owners(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K);
 // Whether the AVX2 path's packed GEMM uses the AVX-512 pair kernel (same bits either way).
 // On by default where the CPU has AVX-512F, unless FASTMLP_AVX512=0. Returns false (and changes
 // nothing) when asked to turn it on without the CPU or build support (cpu_has_avx512f).

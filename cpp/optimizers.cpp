@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "cpu.h"
@@ -65,6 +66,11 @@ inline double lane_sum(VecD v) { return v; }
 #endif
 // Vectors per main-loop iteration, each with its own pair of double accumulators.
 constexpr int kUnroll = 4;
+// OptimSlot::stream_param is for the AVX2 path: here its stores are plain ones.
+#if defined(__GNUC__)
+inline void store_streaming(float* p, VecF x) { memcpy(p, &x, sizeof(VecF)); }
+#endif
+inline void streaming_fence() {}
 }  // namespace
 }  // namespace portable
 }  // namespace fastmlp
@@ -168,8 +174,10 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
           // Null states stay null: a kernel never touches a state its optimizer does not keep.
           float* s0 = s.state0 ? s.state0 + k.begin : nullptr;
           float* s1 = s.state1 ? s.state1 + k.begin : nullptr;
-          const double sq = update_chunk(k.end - k.begin, s.param + k.begin, s.grad + k.begin,
-                                         s0, s1, cv, scale, cfg);
+          float* p = s.param + k.begin;
+          const bool stream = s.stream_param && reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+          const double sq = update_chunk(k.end - k.begin, p, s.grad + k.begin, s0, s1, cv,
+                                         scale, cfg, stream);
           if (norm_in_update) partial[t] = sq;
         },
         serial);

@@ -26,6 +26,12 @@ struct OptimSlot {
   float* state0;
   float* state1;
   std::ptrdiff_t n;
+  // Other threads read param before its next update (row shards, or a GEMM that packs W on
+  // every thread): the update writes it with non-temporal stores where it is 16-byte aligned
+  // (AVX2 path). A plain store to a line another core holds waits for that copy's
+  // invalidation, one line at a time: with the vCPUs on two dies that was 137 ns per line,
+  // 2/3 of deep-narrow's optimizer step (bench/NOTES.md, session of 2026-12-07, second part).
+  bool stream_param = false;
 };
 
 // The fixed split every optimizer step uses: chunks of kOptimChunk elements per slot, in slot

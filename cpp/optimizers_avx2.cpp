@@ -27,6 +27,14 @@ inline void add_squares(VecD* acc, VecF g) {
   acc[1] += hi * hi;
 }
 inline double lane_sum(VecD v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+// Non-temporal stores of 8 floats at a 16-byte aligned address (two 128-bit halves: slots start
+// at any float offset, and numpy's buffers are 16-byte aligned), then the fence that orders
+// them before the stores that publish the task as done.
+inline void store_streaming(float* p, VecF x) {
+  _mm_stream_ps(p, _mm256_castps256_ps128(x));
+  _mm_stream_ps(p + 4, _mm256_extractf128_ps(x, 1));
+}
+inline void streaming_fence() { _mm_sfence(); }
 // Two vectors per iteration: 16 ymm registers hold Adam's four streams for two vectors plus its
 // scalars and four norm accumulators; four vectors would spill.
 constexpr int kUnroll = 2;

@@ -24,9 +24,11 @@ struct OptimConfig {
 // p, g, s0, s1 (n) -> p, s0, s1 updated with clamp(g, cv) * scale. Returns the sum of squares of
 // clamp(g, cv) when the kernel was picked with norm = true (then scale is ignored: without
 // clip_norm there is no coefficient), else 0. States the optimizer does not keep are never
-// touched and may be null.
+// touched and may be null. stream: write p with non-temporal stores (p 16-byte aligned;
+// OptimSlot::stream_param); the values are the same either way.
 using UpdateChunkFn = double (*)(std::ptrdiff_t n, float* p, const float* g, float* s0,
-                                 float* s1, float cv, float scale, const OptimConfig& cfg);
+                                 float* s1, float cv, float scale, const OptimConfig& cfg,
+                                 bool stream);
 
 namespace portable {
 // The chunk kernel for cfg's optimizer and flags; clip: clip_value is set.

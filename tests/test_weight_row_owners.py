@@ -77,11 +77,15 @@ def test_bad_row_splits_raise(split, message):
         _core._dense_forward_row_owners(x, W, b, "identity", split)
 
 
+# 784-300-100-10 streams all params but W1 on 2+ threads (OptimSlot::stream_param); the 64-wide
+# and 33-129-129-3 networks take row shards at batch 200 and stream every param, the latter's
+# from odd offsets (b1 starts at float 4257: plain stores where a slot is not 16-byte aligned).
 @pytest.mark.parametrize("sizes,bn", [([784, 300, 100, 10], False), ([784, 300, 100, 10], True),
-                                      ([257, 300, 17, 3], False)])
+                                      ([257, 300, 17, 3], False), ([64] * 9 + [10], False),
+                                      ([33, 129, 129, 3], False)])
 def test_training_keeps_its_bits_across_thread_counts(sizes, bn):
-    # The trainer plans the row owners at every call from the optimizer's split, which
-    # depends on the thread count: the trained weights must not.
+    # The trainer plans the row owners and the streamed params at every call from the
+    # optimizer's split, which depends on the thread count: the trained weights must not.
     rng = np.random.default_rng(3)
     X = rand(rng, 1000, sizes[0])
     y = rng.integers(0, sizes[-1], 1000)
