@@ -57,6 +57,7 @@ struct Kernels {
   SmallTileToC small_to_c;  // may be null
   ColSums col_sums;          // may be null
   MicroKernelToC micro_pair_to_c;  // may be null: two adjacent full panels x one full strip
+  int small_to_c_cols = kNR;  // widest tile small_to_c takes, for tiles of few rows
 };
 
 std::atomic<bool>& avx512_slot() {
@@ -76,6 +77,7 @@ Kernels pick_kernels() {
     if (avx512_slot().load(std::memory_order_relaxed)) {
       k.micro_pair_to_c = microkernel_pair_to_c_avx512;
       k.small_to_c = small_tile_to_c_avx512;
+      k.small_to_c_cols = kSmallWideCols;
     }
 #endif
     return k;
@@ -495,8 +497,13 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
   alignas(64) float acc[kDirectRows * kNR];
   for (std::ptrdiff_t i0 = 0; i0 < M; i0 += kDirectRows) {
     const int rows = int(std::min<std::ptrdiff_t>(kDirectRows, M - i0));
-    for (std::ptrdiff_t j0 = 0; j0 < N; j0 += kNR) {
-      const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
+    // A GEMM of a few rows runs one FMA chain per row and tile: wider tiles give it several.
+    std::ptrdiff_t tile_cols = kNR;
+#ifdef FASTMLP_HAVE_AVX512_KERNEL
+    if (kern.small_to_c && rows <= kSmallWideMaxRows) tile_cols = kern.small_to_c_cols;
+#endif
+    for (std::ptrdiff_t j0 = 0; j0 < N; j0 += tile_cols) {
+      const int cols = int(std::min<std::ptrdiff_t>(tile_cols, N - j0));
       for (std::ptrdiff_t k0 = 0; k0 < K; k0 += kKC) {
         const std::ptrdiff_t kc = std::min(kKC, K - k0);
         const float* at = a + i0 * ars + k0 * acs;

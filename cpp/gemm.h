@@ -132,7 +132,10 @@ void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, 
 // from the first row) and one full strip: the same bits as two microkernel_to_c_avx2 calls.
 void microkernel_pair_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
                                   std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
-// small_tile_to_c_avx2 with one masked zmm per row (same bits).
+// small_tile_to_c_avx2 with one masked zmm per row (same bits). Takes tiles of up to
+// kSmallWideCols columns where the tile has at most kSmallWideMaxRows rows (gemm_direct).
+constexpr int kSmallWideCols = 64;
+constexpr int kSmallWideMaxRows = 3;
 void small_tile_to_c_avx512(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
                             std::ptrdiff_t acs, int rows, const float* B, std::ptrdiff_t ldb,
                             int cols, float* C, std::ptrdiff_t ldc, std::ptrdiff_t ldy,

@@ -119,12 +119,116 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       if (y) _mm512_mask_storeu_ps(y + (r + i) * ldy, m, exact_act512<kAct>(v, alpha));
     }
   };
+  // Rows in groups of as equal a size as 12 allows: a group's k loop runs one FMA chain per row
+  // and an FMA's result is ready 4 cycles later, so a group of fewer than 4 rows waits on it.
+  // 50 rows went 12+12+12+12+2 (the last group one FMA per 2 cycles) and now go 5 x 10.
+  const int n_groups = (rows + 11) / 12;
   int r = 0;
-  for (; r + 12 <= rows; r += 12) group(std::integral_constant<int, 12>{}, r);
-  if (r + 8 <= rows) { group(std::integral_constant<int, 8>{}, r); r += 8; }
-  if (r + 4 <= rows) { group(std::integral_constant<int, 4>{}, r); r += 4; }
-  if (r + 2 <= rows) { group(std::integral_constant<int, 2>{}, r); r += 2; }
-  if (r < rows) group(std::integral_constant<int, 1>{}, r);
+  for (int gi = 0; gi < n_groups; ++gi) {
+    const int g = (rows - r) / (n_groups - gi);  // the larger groups last
+    switch (g) {
+      case 12: group(std::integral_constant<int, 12>{}, r); break;
+      case 11: group(std::integral_constant<int, 11>{}, r); break;
+      case 10: group(std::integral_constant<int, 10>{}, r); break;
+      case 9: group(std::integral_constant<int, 9>{}, r); break;
+      case 8: group(std::integral_constant<int, 8>{}, r); break;
+      case 7: group(std::integral_constant<int, 7>{}, r); break;
+      case 6: group(std::integral_constant<int, 6>{}, r); break;
+      case 5: group(std::integral_constant<int, 5>{}, r); break;
+      case 4: group(std::integral_constant<int, 4>{}, r); break;
+      case 3: group(std::integral_constant<int, 3>{}, r); break;
+      case 2: group(std::integral_constant<int, 2>{}, r); break;
+      default: group(std::integral_constant<int, 1>{}, r); break;
+    }
+    r += g;
+  }
+}
+
+// small_to_c for a tile of up to kSmallWideCols (64) columns and few rows (gemm_direct sends it
+// GEMMs of at most kSmallWideMaxRows rows): one row at a time with one zmm per 16 columns, so a
+// 1-row GEMM runs up to 4 FMA chains at once where 16-column tiles ran one, 4 cycles per FMA
+// (dW of a 1-input layer: 1 x 50 x 50). Per element the arithmetic is small_to_c's.
+template <Act kAct, int T>
+void wide_rows_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+                    int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
+                    std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
+  __mmask16 m[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    const int c = cols - 16 * t;
+    m[t] = static_cast<__mmask16>(c >= 16 ? 0xFFFFu : (1u << c) - 1u);
+  }
+  const bool add_c = !e.first;
+  const bool add_bias = e.last && e.bias;
+  float* const y = e.last ? e.y : nullptr;
+  const __m512 alpha = _mm512_set1_ps(e.alpha);
+  for (int r = 0; r < rows; ++r) {
+    __m512 c[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) c[t] = _mm512_setzero_ps();
+    const float* a = A + r * ars;
+    const float* b = B;
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
+      const __m512 x = _mm512_set1_ps(*a);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t)
+        c[t] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m[t], b + 16 * t), c[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      float* cr = C + r * ldc + 16 * t;
+      __m512 v = c[t];
+      if (add_c) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m[t], cr), v);
+      if (add_bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[t], e.bias + 16 * t));
+      _mm512_mask_storeu_ps(cr, m[t], v);
+      if (y) _mm512_mask_storeu_ps(y + r * ldy + 16 * t, m[t], exact_act512<kAct>(v, alpha));
+    }
+  }
+}
+
+// small_to_c for one column (N = 1) of an A whose rows are adjacent (ars = 1: A = x^T in dW),
+// C and y vectors (ldc = ldy = 1): 16 rows per zmm, loaded from each k's row of the source,
+// times B's k-th value. A 1-output layer's dW (10 x 50 x 1) ran as a group of 10 rows with one
+// useful lane each. Per element the arithmetic is small_to_c's: a[i, k] * b[k] + acc by one FMA,
+// k ascending from zero, then C + acc, + bias, act.
+template <Act kAct>
+void column_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t acs, int rows, const float* B,
+                 std::ptrdiff_t ldb, float* C, const TileEpilogue& e) {
+  const bool add_c = !e.first;
+  const bool add_bias = e.last && e.bias;
+  float* const y = e.last ? e.y : nullptr;
+  const __m512 alpha = _mm512_set1_ps(e.alpha);
+  const __m512 bias = add_bias ? _mm512_set1_ps(*e.bias) : _mm512_setzero_ps();
+  for (int r = 0; r < rows; r += 16) {
+    const int n = rows - r < 16 ? rows - r : 16;
+    const __mmask16 m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+    __m512 c = _mm512_setzero_ps();
+    const float* a = A + r;
+    const float* b = B;
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb)
+      c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a), _mm512_set1_ps(*b), c);
+    if (add_c) c = _mm512_add_ps(_mm512_maskz_loadu_ps(m, C + r), c);
+    if (add_bias) c = _mm512_add_ps(c, bias);
+    _mm512_mask_storeu_ps(C + r, m, c);
+    if (y) _mm512_mask_storeu_ps(y + r, m, exact_act512<kAct>(c, alpha));
+  }
+}
+
+// small_to_c, or wide_rows_to_c for a tile wider than 16 columns.
+template <Act kAct>
+void tile_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
+               int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
+               std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
+  if (cols == 1 && ars == 1 && ldc == 1 && ldy == 1 && rows > 1) {
+    column_to_c<kAct>(kc, A, acs, rows, B, ldb, C, e);
+    return;
+  }
+  switch ((cols + 15) / 16) {
+    case 1: small_to_c<kAct>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+    case 2: wide_rows_to_c<kAct, 2>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+    case 3: wide_rows_to_c<kAct, 3>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+    default: wide_rows_to_c<kAct, 4>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+  }
 }
 
 }  // namespace
@@ -134,12 +238,20 @@ void small_tile_to_c_avx512(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ar
                             int cols, float* C, std::ptrdiff_t ldc, std::ptrdiff_t ldy,
                             const TileEpilogue& e) {
   const auto f = [&](auto kernel) { kernel(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); };
-  if (!(e.last && e.y)) { f(small_to_c<Act::identity>); return; }
+  if (!(e.last && e.y)) { f(tile_to_c<Act::identity>); return; }
   switch (e.act) {
-    case Act::identity: f(small_to_c<Act::identity>); return;
-    case Act::relu: f(small_to_c<Act::relu>); return;
-    case Act::leaky_relu: f(small_to_c<Act::leaky_relu>); return;
-    default: f(small_tile_to_c_avx2); return;  // the AVX2 forms of the other activations
+    case Act::identity: f(tile_to_c<Act::identity>); return;
+    case Act::relu: f(tile_to_c<Act::relu>); return;
+    case Act::leaky_relu: f(tile_to_c<Act::leaky_relu>); return;
+    default: break;
+  }
+  // The AVX2 forms of the other activations, 16 columns at a time.
+  for (int j = 0; j < cols; j += 16) {
+    TileEpilogue ej = e;
+    if (ej.bias) ej.bias += j;
+    if (ej.y) ej.y += j;
+    small_tile_to_c_avx2(kc, A, ars, acs, rows, B + j, ldb, cols - j < 16 ? cols - j : 16, C + j,
+                         ldc, ldy, ej);
   }
 }
 

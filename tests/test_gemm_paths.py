@@ -14,7 +14,9 @@ from helpers import available_isas, direct_limit, isa, num_threads
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
           (17, 400, 3), (65, 16, 15), (9, 257, 17),  # K = 400, 257: more than one k-block
-          (300, 7, 20), (513, 3, 17)]  # M > 256: the direct path works in row chunks
+          (300, 7, 20), (513, 3, 17),  # M > 256: the direct path works in row chunks
+          (1, 40, 70), (3, 2, 33), (2, 3, 100),  # <= 3 rows: AVX-512 tiles up to 64 wide
+          (9, 40, 1), (400, 33, 1)]  # dW of one output: a column of 16 rows per vector
 
 
 def both_paths(fn):
