@@ -130,6 +130,25 @@ OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t
 
 namespace {
 
+using SumsqChunkFn = double (*)(std::ptrdiff_t, const float*, float);
+SumsqChunkFn pick_sumsq() {
+#ifdef FASTMLP_HAVE_AVX2_PATH
+  if (active_isa() == Isa::avx2) return avx2::sumsq_chunk;
+#endif
+  return portable::sumsq_chunk;
+}
+float clip_value_of(const GradClip& clip) {
+  return clip.value ? static_cast<float>(*clip.value) : std::numeric_limits<float>::infinity();
+}
+
+}  // namespace
+
+double optimizer_sumsq(std::ptrdiff_t n, const float* g, const GradClip& clip) {
+  return pick_sumsq()(n, g, clip_value_of(clip));
+}
+
+namespace {
+
 // Runs one optimizer over every slot and returns the gradient norm (after value clipping, before
 // norm clipping). The per-chunk partial sums are added in task order after the parallel loop.
 double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
@@ -143,16 +162,13 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
   std::vector<double>& partial = partial_storage;
   const std::ptrdiff_t total = optimizer_tasks(slots, tasks);
   const bool serial = optimizer_runs_serially(total);
-  const float cv = clip.value ? static_cast<float>(*clip.value)
-                              : std::numeric_limits<float>::infinity();
+  const float cv = clip_value_of(clip);
   const bool norm_in_update = !clip.norm && !clip.skip_nonfinite;
   UpdateChunkFn update_chunk = portable::pick_update(cfg, norm_in_update, clip.value.has_value());
-  double (*sumsq_chunk)(std::ptrdiff_t, const float*, float) = portable::sumsq_chunk;
+  const SumsqChunkFn sumsq_chunk = pick_sumsq();
 #ifdef FASTMLP_HAVE_AVX2_PATH
-  if (active_isa() == Isa::avx2) {
+  if (active_isa() == Isa::avx2)
     update_chunk = avx2::pick_update(cfg, norm_in_update, clip.value.has_value());
-    sumsq_chunk = avx2::sumsq_chunk;
-  }
 #endif
   partial.assign(tasks.size(), 0.0);
   // Chunks go to threads in fixed contiguous shares, the same in the norm pass, the update pass
@@ -188,14 +204,18 @@ double fused_step(const std::vector<OptimSlot>& slots, const GradClip& clip,
     return ordered_norm();
   }
   // clip_grad_norm_ and the non-finite guard need the global norm before any element is
-  // updated: one read-only pass.
-  parallel_for_affine(
-      ob,
-      [&](std::ptrdiff_t t) {
-        const OptimTask& k = tasks[t];
-        partial[t] = sumsq_chunk(k.end - k.begin, slots[k.slot].grad + k.begin, cv);
-      },
-      serial);
+  // updated: one read-only pass, unless the caller did it.
+  if (clip.sumsq_partials) {
+    std::copy(clip.sumsq_partials, clip.sumsq_partials + partial.size(), partial.begin());
+  } else {
+    parallel_for_affine(
+        ob,
+        [&](std::ptrdiff_t t) {
+          const OptimTask& k = tasks[t];
+          partial[t] = sumsq_chunk(k.end - k.begin, slots[k.slot].grad + k.begin, cv);
+        },
+        serial);
+  }
   const double norm = ordered_norm();
   // Finite float32 values cannot overflow the double sum (n * 3.4e38^2 << 1.8e308), so a
   // non-finite norm means a NaN/Inf gradient element.

@@ -68,7 +68,15 @@ struct GradClip {
   std::optional<double> value;
   std::optional<double> norm;
   bool skip_nonfinite = false;
+  // Optional: the read-only pass done by the caller, one partial per task of optimizer_tasks'
+  // split, each from optimizer_sumsq (the same bits). The row-sharded step squares each range
+  // of the gradient as it adds the shards' parts: one pass over the gradient and one pool job
+  // fewer per step. Ignored where the norm comes from the update pass.
+  const double* sumsq_partials = nullptr;
 };
+// One task's partial of the read-only norm pass: the sum of squares of clamp(g, clip.value)
+// over g[0, n), by the kernel the optimizer step uses (GradClip::sumsq_partials).
+double optimizer_sumsq(std::ptrdiff_t n, const float* g, const GradClip& clip);
 
 // state0 = velocity (read only when momentum > 0).
 double sgd_step(const std::vector<OptimSlot>& slots, double lr, double momentum, bool nesterov,

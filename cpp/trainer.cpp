@@ -132,6 +132,7 @@ double Trainer::shard_step(int S, const float* X, const Targets& y, const std::i
   if (!y.weights) loss /= static_cast<double>(loss_ == LossKind::cross_entropy
                                                   ? B : B * net_.n_outputs());
   if (!std::isfinite(loss + pen)) return loss;
+  const bool square = reg_.l1 == 0.0 && reg_.l2 == 0.0;
   // grads = ((shard 0 + shard 1) + shard 2) + ..., element by element in shard order. Each
   // optimizer task's range is summed by the thread that updates it next (plan_weight_owners
   // keeps the optimizer's split): in even shares of the pieces, one of deep-narrow's W was
@@ -148,7 +149,11 @@ double Trainer::shard_step(int S, const float* X, const Targets& y, const std::i
       const float* __restrict p = shard_grads_.data() + t * P + off;
       for (std::ptrdiff_t j = 0; j < n; ++j) g[j] += p[j];
     }
+    // The optimizer's read-only norm pass over this task, while g is in L1/L2
+    // (GradClip::sumsq_partials; the penalty gradients, added later, would make it stale).
+    if (square) shard_sumsq_[static_cast<size_t>(i)] = optimizer_sumsq(n, g, opt_.clip);
   });
+  sumsq_ready_ = square;
   return loss;
 }
 
@@ -319,16 +324,18 @@ void Trainer::apply_max_norm() {
 }
 
 double Trainer::optimizer_step(double lr, std::int64_t step) {
+  GradClip clip = opt_.clip;
+  if (sumsq_ready_) clip.sumsq_partials = shard_sumsq_.data();
   switch (opt_.kind) {
     case OptKind::sgd:
-      return sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, opt_.clip);
+      return sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, clip);
     case OptKind::adagrad:
-      return adagrad_step(slots_, lr, opt_.eps, opt_.weight_decay, opt_.clip);
+      return adagrad_step(slots_, lr, opt_.eps, opt_.weight_decay, clip);
     case OptKind::rmsprop:
-      return rmsprop_step(slots_, lr, opt_.rho, opt_.eps, opt_.weight_decay, opt_.clip);
+      return rmsprop_step(slots_, lr, opt_.rho, opt_.eps, opt_.weight_decay, clip);
     case OptKind::adam:
       return adam_step(slots_, static_cast<long long>(step) + 1, lr, opt_.beta1, opt_.beta2,
-                       opt_.eps, opt_.weight_decay, opt_.decoupled, opt_.clip);
+                       opt_.eps, opt_.weight_decay, opt_.decoupled, clip);
   }
   return 0.0;
 }
@@ -337,6 +344,7 @@ void Trainer::plan_weight_owners() {
   const auto& layers = net_.layers();
   const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
   optimizer_owners_ = optimizer_owners(owner_tasks_, total);
+  shard_sumsq_.resize(owner_tasks_.size());
   const OwnerBounds& ob = optimizer_owners_;
   const auto n_tasks = static_cast<std::ptrdiff_t>(owner_tasks_.size());
   std::ptrdiff_t split[kMaxOwners + 1];
@@ -457,6 +465,7 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
     const int S = shards_for(B);
     const double pen = penalty();
     double loss = 0.0, correct = 0.0;
+    sumsq_ready_ = false;
     if (S > 1) {
       loss = shard_step(S, X, y, rows, B, seed, step, pen, &correct);
     } else {

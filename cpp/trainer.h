@@ -142,6 +142,9 @@ class Trainer {
   std::vector<std::int64_t> lb_;
   bool shardable_ = false;          // the network qualifies for row shards (shards_for)
   std::vector<float> shard_grads_;  // each shard's gradient, n_params per shard
+  // The shard sum's squares per optimizer task, for this step's norm when sumsq_ready_.
+  std::vector<double> shard_sumsq_;
+  bool sumsq_ready_ = false;
 };
 
 }  // namespace fastmlp
