@@ -27,7 +27,7 @@ constexpr std::ptrdiff_t kShardRows = 100;
 constexpr std::ptrdiff_t kShardMaxParams = std::ptrdiff_t(1) << 17;
 // Params larger than a core's L2 (1 MiB on Zen 4) are not streamed (OptimSlot::stream_param):
 // they leave the other core's caches before their next update anyway, and written around the
-// cache they come back from DRAM instead of L3 (wide's 1024 x 1024 W2: 1.8% slower streamed).
+// cache they come back from DRAM instead of L3 (wide's 1024 x 1024 W2 streamed: 0.9-1.8% slower).
 constexpr std::ptrdiff_t kStreamMaxFloats = std::ptrdiff_t(1) << 18;
 // Steps below this many multiply-adds in the trainable layers' forward pass run serially.
 constexpr std::ptrdiff_t kShardMinMacs = std::ptrdiff_t(1) << 20;
@@ -380,8 +380,8 @@ void Trainer::plan_weight_owners() {
 // the optimizer on one thread, none (and its cache keeps them for the next step). Row-sharded
 // steps read every param on every thread. Otherwise every param but the lowest trainable
 // layer's W when its forward GEMM packs W by the owner rows set above (that layer computes no
-// dx, whose GEMM reads W on every thread): mnist's W1 stays in its owner's cache, measured
-// 3.7% slower near when streamed.
+// dx, whose GEMM reads W on every thread): mnist's W1 stays in its owner's cache (streamed, the
+// step was 5.3% slower near in interleaved pairs).
 void Trainer::plan_streamed_params() {
   const bool streamed = optimizer_owners_.owners > 1;
   for (OptimSlot& slot : slots_) slot.stream_param = streamed && slot.n <= kStreamMaxFloats;

@@ -116,6 +116,7 @@ class Trainer {
   // (per run: the thread count may have changed), so the forward pass packs W on the same
   // cores (Operand::row_split); the row-sharded step sums each gradient range there too.
   void plan_weight_owners();
+  // Sets OptimSlot::stream_param for the split plan_weight_owners made (called by it).
   void plan_streamed_params();
   // True when every param, optimizer state and running statistic the steps write is finite.
   bool state_is_finite() const;
