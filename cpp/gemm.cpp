@@ -49,6 +49,11 @@ constexpr double kSerialFlops = 1.5e6;
 
 std::ptrdiff_t ceil_div(std::ptrdiff_t a, std::ptrdiff_t b) { return (a + b - 1) / b; }
 
+// True when an M x N x K GEMM runs on the calling thread alone (below kSerialFlops).
+bool gemm_is_serial(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
+  return 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
+}
+
 struct Kernels {
   MicroKernel micro;
   MicroKernelToC micro_to_c;  // may be null
@@ -693,8 +698,7 @@ void set_gemm_direct_limit(long long macs) { g_direct_limit.store(macs); }
 bool gemm_packs_b_by_row_owners(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
   if (M <= 0 || N <= 0 || K <= 0) return false;
   // gemm's own choice of path, as at its start: only the two-phase path packs B by owner rows.
-  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
-  const int threads = serial ? 1 : num_threads();
+  const int threads = gemm_is_serial(M, N, K) ? 1 : num_threads();
   return threads > 1 && !gemm_takes_direct_path(M, N, K, threads) &&
          gemm_split(M, N, K, threads) == Split::none;
 }
@@ -730,7 +734,7 @@ void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A
   }
   const Kernels kern = pick_kernels();
   const std::ptrdiff_t kKC = ceil_div(ceil_div(K, ceil_div(K, kKCMax)), 8) * 8;
-  const bool serial = 2.0 * double(M) * double(N) * double(K) < kSerialFlops;
+  const bool serial = gemm_is_serial(M, N, K);
   const int threads = serial ? 1 : num_threads();
   if (gemm_takes_direct_path(M, N, K, threads)) {
     gemm_direct(kern, kKC, M, N, K, A, B, C, ldc, ep, scratch());

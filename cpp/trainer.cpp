@@ -132,7 +132,9 @@ double Trainer::shard_step(int S, const float* X, const Targets& y, const std::i
   if (!y.weights) loss /= static_cast<double>(loss_ == LossKind::cross_entropy
                                                   ? B : B * net_.n_outputs());
   if (!std::isfinite(loss + pen)) return loss;
-  const bool square = reg_.l1 == 0.0 && reg_.l2 == 0.0;
+  // The optimizer's norm partials too (run() hands them on), unless the penalty gradients,
+  // added after this sum, will change the gradient.
+  const bool square = !has_penalty();
   // grads = ((shard 0 + shard 1) + shard 2) + ..., element by element in shard order. Each
   // optimizer task's range is summed by the thread that updates it next (plan_weight_owners
   // keeps the optimizer's split): in even shares of the pieces, one of deep-narrow's W was
@@ -149,11 +151,9 @@ double Trainer::shard_step(int S, const float* X, const Targets& y, const std::i
       const float* __restrict p = shard_grads_.data() + t * P + off;
       for (std::ptrdiff_t j = 0; j < n; ++j) g[j] += p[j];
     }
-    // The optimizer's read-only norm pass over this task, while g is in L1/L2
-    // (GradClip::sumsq_partials; the penalty gradients, added later, would make it stale).
+    // The optimizer's read-only norm pass over this task, while g is in L1/L2.
     if (square) shard_sumsq_[static_cast<size_t>(i)] = optimizer_sumsq(n, g, opt_.clip);
   });
-  sumsq_ready_ = square;
   return loss;
 }
 
@@ -268,8 +268,10 @@ double Trainer::weighted_loss_grad(std::ptrdiff_t r0, std::ptrdiff_t r1, double 
   return loss;
 }
 
+bool Trainer::has_penalty() const { return reg_.l1 != 0.0 || reg_.l2 != 0.0; }
+
 double Trainer::penalty() const {
-  if (reg_.l1 == 0.0 && reg_.l2 == 0.0) return 0.0;
+  if (!has_penalty()) return 0.0;
   double l1 = 0.0, l2 = 0.0;
   for (const LayerSpec& s : net_.layers()) {
     if (!s.trainable) continue;
@@ -283,7 +285,7 @@ double Trainer::penalty() const {
 }
 
 void Trainer::add_penalty_grads() {
-  if (reg_.l1 == 0.0 && reg_.l2 == 0.0) return;
+  if (!has_penalty()) return;
   const float l1 = static_cast<float>(reg_.l1), two_l2 = static_cast<float>(2.0 * reg_.l2);
   for (const LayerSpec& s : net_.layers()) {
     if (!s.trainable) continue;
@@ -323,9 +325,9 @@ void Trainer::apply_max_norm() {
   }
 }
 
-double Trainer::optimizer_step(double lr, std::int64_t step) {
+double Trainer::optimizer_step(double lr, std::int64_t step, const double* sumsq_partials) {
   GradClip clip = opt_.clip;
-  if (sumsq_ready_) clip.sumsq_partials = shard_sumsq_.data();
+  clip.sumsq_partials = sumsq_partials;
   switch (opt_.kind) {
     case OptKind::sgd:
       return sgd_step(slots_, lr, opt_.momentum, opt_.nesterov, opt_.weight_decay, clip);
@@ -465,7 +467,6 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
     const int S = shards_for(B);
     const double pen = penalty();
     double loss = 0.0, correct = 0.0;
-    sumsq_ready_ = false;
     if (S > 1) {
       loss = shard_step(S, X, y, rows, B, seed, step, pen, &correct);
     } else {
@@ -491,7 +492,9 @@ RunLog Trainer::run(const float* X, const Targets& y, const std::int64_t* order,
     } else {
       add_penalty_grads();
       // Returns without writing anything when the gradient norm is NaN/Inf.
-      gnorm = optimizer_step(lrs[k - b0], static_cast<std::int64_t>(step));
+      // A sharded step that got here summed its shards, and squared them unless penalised.
+      const double* partials = S > 1 && !has_penalty() ? shard_sumsq_.data() : nullptr;
+      gnorm = optimizer_step(lrs[k - b0], static_cast<std::int64_t>(step), partials);
       if (!std::isfinite(gnorm)) fault = Fault::gradient;
     }
     if (fault != Fault::none) {

@@ -111,7 +111,9 @@ class Trainer {
                    std::ptrdiff_t r0, std::ptrdiff_t r1);
   void add_penalty_grads();
   void apply_max_norm();
-  double optimizer_step(double lr, std::int64_t step);
+  bool has_penalty() const;  // L1 or L2 on the weights
+  // sumsq_partials: GradClip::sumsq_partials, or null for the optimizer's own norm pass.
+  double optimizer_step(double lr, std::int64_t step, const double* sumsq_partials);
   // Tells the network which thread's optimizer task updates which rows of each trainable W
   // (per run: the thread count may have changed), so the forward pass packs W on the same
   // cores (Operand::row_split); the row-sharded step sums each gradient range there too.
@@ -143,9 +145,8 @@ class Trainer {
   std::vector<std::int64_t> lb_;
   bool shardable_ = false;          // the network qualifies for row shards (shards_for)
   std::vector<float> shard_grads_;  // each shard's gradient, n_params per shard
-  // The shard sum's squares per optimizer task, for this step's norm when sumsq_ready_.
+  // The shard sum's squares per optimizer task, for the step's norm (without a penalty).
   std::vector<double> shard_sumsq_;
-  bool sumsq_ready_ = false;
 };
 
 }  // namespace fastmlp
