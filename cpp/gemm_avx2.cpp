@@ -370,14 +370,47 @@ void small_tile_to_c_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
   }
 }
 
+namespace {
+
+// Sums of V column vectors (the last one partial when n < 8 V) over k from 0, one accumulator
+// per vector: with k outside, the V add chains run side by side (an add's result is ready 3
+// cycles later; one chain per column vector at a time kept the 1-50-10-1 step's dbias sums at a
+// chain's latency, 5.5% of its time).
+template <int V>
+void col_sums_block(std::ptrdiff_t K, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t n,
+                    float* sum) {
+  __m256i m[V];
+  __m256 s[V];
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) {
+    m[v] = lanes_below(n - 8 * v);
+    s[v] = _mm256_setzero_ps();
+  }
+  for (std::ptrdiff_t k = 0; k < K; ++k, B += ldb) {
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) s[v] = _mm256_add_ps(s[v], _mm256_maskload_ps(B + 8 * v, m[v]));
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) store_lanes(sum + 8 * v, s[v], int(n - 8 * v));
+}
+
+}  // namespace
+
 void col_sums_avx2(std::ptrdiff_t K, const float* B, std::ptrdiff_t ldb, std::ptrdiff_t N,
                    float* sum) {
-  // Eight columns per vector, each summed in k order from 0 (the packed path's colsum order).
-  for (std::ptrdiff_t j = 0; j < N; j += 8) {
-    const __m256i m = lanes_below(N - j);
-    __m256 s = _mm256_setzero_ps();
-    for (std::ptrdiff_t k = 0; k < K; ++k) s = _mm256_add_ps(s, _mm256_maskload_ps(B + k * ldb + j, m));
-    store_lanes(sum + j, s, int(N - j));
+  // Each column summed in k order from 0 (the packed path's colsum order), 64 columns a pass.
+  for (std::ptrdiff_t j = 0; j < N; j += 64) {
+    const std::ptrdiff_t n = N - j < 64 ? N - j : 64;
+    switch ((n + 7) / 8) {
+      case 1: col_sums_block<1>(K, B + j, ldb, n, sum + j); break;
+      case 2: col_sums_block<2>(K, B + j, ldb, n, sum + j); break;
+      case 3: col_sums_block<3>(K, B + j, ldb, n, sum + j); break;
+      case 4: col_sums_block<4>(K, B + j, ldb, n, sum + j); break;
+      case 5: col_sums_block<5>(K, B + j, ldb, n, sum + j); break;
+      case 6: col_sums_block<6>(K, B + j, ldb, n, sum + j); break;
+      case 7: col_sums_block<7>(K, B + j, ldb, n, sum + j); break;
+      default: col_sums_block<8>(K, B + j, ldb, n, sum + j); break;
+    }
   }
 }
 
