@@ -80,43 +80,108 @@ void pair_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, st
   }
 }
 
-// The direct path's tile (small_to_c of gemm_avx2.cpp) with one zmm per row: a tile of up to
+// Lanes of a direct tile: one zmm, or for a tile of at most 8 columns one ymm, per row. Loads
+// and stores go through masked zmm forms either way (AVX-512F has no masked ymm forms without
+// AVX-512VL); the arithmetic is the same FMA, add and activation per element in both.
+struct ZmmLanes {
+  using V = __m512;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, __mmask16 m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  template <Act kAct>
+  static V act(V v, __m512 alpha) { return exact_act512<kAct>(v, alpha); }
+};
+// On Zen 4 a ymm FMA takes one of the two 256-bit FMA pipes and a zmm FMA takes both, so a tile
+// of at most 8 columns (a 1-output layer's forward: 50 x 1 x 10; the last 2 columns of a
+// 50-wide dX) runs twice the FMAs per cycle in ymm.
+struct YmmLanes {
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(__mmask16 m, const float* p) {
+    return _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, p));
+  }
+  static void store(float* p, __mmask16 m, V v) {
+    _mm512_mask_storeu_ps(p, m, _mm512_castps256_ps512(v));  // m has no lane above 7
+  }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  template <Act kAct>
+  static V act(V v, __m512 alpha) {
+    return _mm512_castps512_ps256(exact_act512<kAct>(_mm512_castps256_ps512(v), alpha));
+  }
+};
+
+// A group's rows from its accumulators to C (and y = act(C)), with the epilogue's choices as
+// template flags: for K = 1 (50 x 50 x 1, a 1-input layer's forward) the per-row tests of
+// add_c, bias and y, with their spilled pointers, cost more than the FMAs and stores.
+template <Act kAct, class L, int G, bool kAddC, bool kBias, bool kY>
+[[gnu::always_inline]] inline void store_rows(const typename L::V* c, float* C,
+                                              std::ptrdiff_t ldc, float* y, std::ptrdiff_t ldy,
+                                              __mmask16 m, typename L::V bias, __m512 alpha) {
+#pragma GCC unroll 12
+  for (int i = 0; i < G; ++i, C += ldc) {
+    typename L::V v = c[i];
+    if constexpr (kAddC) v = L::add(L::load(m, C), v);
+    if constexpr (kBias) v = L::add(v, bias);
+    L::store(C, m, v);
+    if constexpr (kY) {
+      L::store(y, m, L::template act<kAct>(v, alpha));
+      y += ldy;
+    }
+  }
+}
+
+// The direct path's tile (small_to_c of gemm_avx2.cpp) with one vector per row: a tile of up to
 // 16 columns is one masked vector, where AVX2 needs two ymm for 9-16 columns and writes a partial
 // row in pieces of 4, 2 and 1 (vmaskmovps stores are microcoded on Zen; AVX-512 masked stores
 // are not). Per k a group of 12 rows issues 1 B load, 12 broadcasts and 12 FMAs, against 40
 // instructions for the same rows in 6-row AVX2 groups. Per element the arithmetic is AVX2's: one
 // accumulator summed over k ascending from zero by the same FMA, then C + acc, + bias, act.
-template <Act kAct>
+template <Act kAct, class L>
 void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
                 int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
                 std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
+  using V = typename L::V;
   const __mmask16 m = static_cast<__mmask16>((1u << cols) - 1u);
   const bool add_c = !e.first;
   const bool add_bias = e.last && e.bias;
   float* const y = e.last ? e.y : nullptr;
   const __m512 alpha = _mm512_set1_ps(e.alpha);
-  const __m512 bias = add_bias ? _mm512_maskz_loadu_ps(m, e.bias) : _mm512_setzero_ps();
+  const V bias = add_bias ? L::load(m, e.bias) : L::zero();
+  const int flags = (add_c ? 4 : 0) | (add_bias ? 2 : 0) | (y ? 1 : 0);  // store_rows's
   auto group = [&](auto g, int r) {
     constexpr int G = decltype(g)::value;
-    __m512 c[G];
+    V c[G];
 #pragma GCC unroll 12
-    for (int i = 0; i < G; ++i) c[i] = _mm512_setzero_ps();
+    for (int i = 0; i < G; ++i) c[i] = L::zero();
     const float* a = A + r * ars;
     const float* b = B;
 #pragma GCC unroll 2
     for (std::ptrdiff_t k = 0; k < kc; ++k, a += acs, b += ldb) {
-      const __m512 bv = _mm512_maskz_loadu_ps(m, b);
+      const V bv = L::load(m, b);
 #pragma GCC unroll 12
-      for (int i = 0; i < G; ++i) c[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * ars]), bv, c[i]);
+      for (int i = 0; i < G; ++i) c[i] = L::fma(L::set1(a[i * ars]), bv, c[i]);
     }
-#pragma GCC unroll 12
-    for (int i = 0; i < G; ++i) {
-      float* cr = C + (r + i) * ldc;
-      __m512 v = c[i];
-      if (add_c) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr), v);
-      if (add_bias) v = _mm512_add_ps(v, bias);
-      _mm512_mask_storeu_ps(cr, m, v);
-      if (y) _mm512_mask_storeu_ps(y + (r + i) * ldy, m, exact_act512<kAct>(v, alpha));
+    float* const cr = C + r * ldc;
+    float* const yr = y ? y + r * ldy : nullptr;
+    const auto store = [&](auto f) {
+      constexpr int F = decltype(f)::value;
+      store_rows<kAct, L, G, (F & 4) != 0, (F & 2) != 0, (F & 1) != 0>(c, cr, ldc, yr, ldy, m,
+                                                                       bias, alpha);
+    };
+    switch (flags) {
+      case 0: store(std::integral_constant<int, 0>{}); break;
+      case 1: store(std::integral_constant<int, 1>{}); break;
+      case 2: store(std::integral_constant<int, 2>{}); break;
+      case 3: store(std::integral_constant<int, 3>{}); break;
+      case 4: store(std::integral_constant<int, 4>{}); break;
+      case 5: store(std::integral_constant<int, 5>{}); break;
+      case 6: store(std::integral_constant<int, 6>{}); break;
+      default: store(std::integral_constant<int, 7>{}); break;
     }
   };
   // Rows in groups of as equal a size as 12 allows: a group's k loop runs one FMA chain per row
@@ -214,7 +279,7 @@ void column_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t acs, int rows
   }
 }
 
-// small_to_c, or wide_rows_to_c for a tile wider than 16 columns.
+// small_to_c (in ymm for at most 8 columns), or wide_rows_to_c for a tile wider than 16 columns.
 template <Act kAct>
 void tile_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdiff_t acs,
                int rows, const float* B, std::ptrdiff_t ldb, int cols, float* C,
@@ -224,7 +289,13 @@ void tile_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdi
     return;
   }
   switch ((cols + 15) / 16) {
-    case 1: small_to_c<kAct>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+    case 1:
+      if (cols <= 8) {
+        small_to_c<kAct, YmmLanes>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e);
+      } else {
+        small_to_c<kAct, ZmmLanes>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e);
+      }
+      return;
     case 2: wide_rows_to_c<kAct, 2>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
     case 3: wide_rows_to_c<kAct, 3>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
     default: wide_rows_to_c<kAct, 4>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
