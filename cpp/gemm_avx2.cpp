@@ -280,13 +280,17 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     bias0 = _mm256_maskload_ps(e.bias, mk.m0);
     if (kHi) bias1 = _mm256_maskload_ps(e.bias + 8, mk.m1);
   }
-  auto out = [&](int r, __m256 v0, __m256 v1) {
+  // The epilogue's choices as template flags (F: 4 add C, 2 bias, 1 y), picked once per group:
+  // tested per row, they cost more than the FMAs when K is 1 (as in gemm_avx512.cpp).
+  const int flags = (add_c ? 4 : 0) | (add_bias ? 2 : 0) | (y ? 1 : 0);
+  auto out = [&](auto f, int r, __m256 v0, __m256 v1) {
+    constexpr int F = decltype(f)::value;
     float* c = C + r * ldc;
-    if (add_c) {
+    if constexpr ((F & 4) != 0) {
       v0 = _mm256_add_ps(_mm256_maskload_ps(c, mk.m0), v0);
       if (kHi) v1 = _mm256_add_ps(_mm256_maskload_ps(c + 8, mk.m1), v1);
     }
-    if (add_bias) {
+    if constexpr ((F & 2) != 0) {
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
     }
@@ -294,7 +298,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     if (kHi) _mm256_storeu_ps(c, v0);
     else store_lanes(c, v0, cols);
     if (kHi) store_lanes(c + 8, v1, cols - 8);
-    if (y) {
+    if constexpr ((F & 1) != 0) {
       if (kHi) _mm256_storeu_ps(y + r * ldy, exact_act<kAct>(v0, alpha));
       else store_lanes(y + r * ldy, exact_act<kAct>(v0, alpha), cols);
       if (kHi) store_lanes(y + r * ldy + 8, exact_act<kAct>(v1, alpha), cols - 8);
@@ -321,8 +325,20 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
         if (kHi) c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
       }
     }
+    const auto store = [&](auto f) {
 #pragma GCC unroll 8
-    for (int i = 0; i < G; ++i) out(r + i, c0[i], c1[i]);
+      for (int i = 0; i < G; ++i) out(f, r + i, c0[i], c1[i]);
+    };
+    switch (flags) {
+      case 0: store(std::integral_constant<int, 0>{}); break;
+      case 1: store(std::integral_constant<int, 1>{}); break;
+      case 2: store(std::integral_constant<int, 2>{}); break;
+      case 3: store(std::integral_constant<int, 3>{}); break;
+      case 4: store(std::integral_constant<int, 4>{}); break;
+      case 5: store(std::integral_constant<int, 5>{}); break;
+      case 6: store(std::integral_constant<int, 6>{}); break;
+      default: store(std::integral_constant<int, 7>{}); break;
+    }
   };
   constexpr int kG = kHi ? 6 : 8;
   int r = 0;
