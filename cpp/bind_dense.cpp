@@ -44,6 +44,33 @@ void bind_dense(py::module_& m) {
           }
           return py::make_tuple(y, z);
         });
+  // Private, for tests: dense_forward with y == z (the activation applied in place, as the
+  // trainer's ReLU and identity layers run it: keeps_no_z), optionally with W's rows split as in
+  // _dense_forward_row_owners; returns y, which must have the same bits as dense_forward's.
+  m.def("_dense_forward_in_place",
+        [](py::array x, py::array W, py::array b, const std::string& activation, float alpha,
+           std::vector<std::ptrdiff_t> row_split) {
+          const auto [B, I, O] = check_dense_forward(x, W, b);
+          Act act = act_from_name(activation);
+          if (!row_split.empty() &&
+              (row_split.size() < 2 || row_split.front() != 0 || row_split.back() != I))
+            throw py::value_error("row_split: expected owners + 1 row numbers from 0 to " +
+                                  std::to_string(I));
+          for (size_t j = 1; j < row_split.size(); ++j)
+            if (row_split[j] < row_split[j - 1])
+              throw py::value_error("row_split: expected non-decreasing row numbers");
+          auto y = new_f32({B, O});
+          {
+            py::gil_scoped_release nogil;
+            const bool split = !row_split.empty();
+            dense_forward(B, I, O, cptr(x), cptr(W), cptr(b), act, alpha, mptr(y), mptr(y),
+                          split ? row_split.data() : nullptr,
+                          split ? static_cast<int>(row_split.size()) - 1 : 0);
+          }
+          return y;
+        },
+        py::arg("x"), py::arg("W"), py::arg("b"), py::arg("activation"), py::arg("alpha") = 0.f,
+        py::arg("row_split") = std::vector<std::ptrdiff_t>{});
   m.def("dense_backward",
         [](py::array dy, py::array x, py::array W, py::array z, const std::string& activation,
            float alpha, bool need_dx) {

@@ -34,7 +34,8 @@ struct Operand {
 
 struct Epilogue {
   const float* bias = nullptr;  // (N,) added to every row, or null
-  float* y = nullptr;           // if set: y = act(C) written beside C (same ldc)
+  float* y = nullptr;           // if set: y = act(C) written beside C (same ldc); y == C
+                                // applies act in place (C keeps no pre-activation)
   Act act = Act::identity;
   float alpha = 0.f;
   // If set: colsum[j] = sum_i B[i, j] (of the transformed B), accumulated while packing B.

@@ -280,9 +280,10 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     bias0 = _mm256_maskload_ps(e.bias, mk.m0);
     if (kHi) bias1 = _mm256_maskload_ps(e.bias + 8, mk.m1);
   }
-  // The epilogue's choices as template flags (F: 4 add C, 2 bias, 1 y), picked once per group:
-  // tested per row, they cost more than the FMAs when K is 1 (as in gemm_avx512.cpp).
-  const int flags = (add_c ? 4 : 0) | (add_bias ? 2 : 0) | (y ? 1 : 0);
+  // The epilogue's choices as template flags (F: 8 y is C, 4 add C, 2 bias, 1 y), picked once per
+  // group: tested per row, they cost more than the FMAs when K is 1 (as in gemm_avx512.cpp). With
+  // y == C (the activation in place) only act(C) is stored.
+  const int flags = (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) | (add_bias ? 2 : 0);
   auto out = [&](auto f, int r, __m256 v0, __m256 v1) {
     constexpr int F = decltype(f)::value;
     float* c = C + r * ldc;
@@ -293,6 +294,10 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     if constexpr ((F & 2) != 0) {
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
+    }
+    if constexpr ((F & 8) != 0) {
+      v0 = exact_act<kAct>(v0, alpha);
+      if (kHi) v1 = exact_act<kAct>(v1, alpha);
     }
     // With kHi the first 8 columns are all inside the tile: a plain store.
     if (kHi) _mm256_storeu_ps(c, v0);
@@ -337,7 +342,11 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       case 4: store(std::integral_constant<int, 4>{}); break;
       case 5: store(std::integral_constant<int, 5>{}); break;
       case 6: store(std::integral_constant<int, 6>{}); break;
-      default: store(std::integral_constant<int, 7>{}); break;
+      case 7: store(std::integral_constant<int, 7>{}); break;
+      case 8: store(std::integral_constant<int, 8>{}); break;
+      case 10: store(std::integral_constant<int, 10>{}); break;
+      case 12: store(std::integral_constant<int, 12>{}); break;
+      default: store(std::integral_constant<int, 14>{}); break;
     }
   };
   constexpr int kG = kHi ? 6 : 8;

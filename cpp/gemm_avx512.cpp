@@ -116,21 +116,27 @@ struct YmmLanes {
 };
 
 // A group's rows from its accumulators to C (and y = act(C)), with the epilogue's choices as
-// template flags: for K = 1 (50 x 50 x 1, a 1-input layer's forward) the per-row tests of
-// add_c, bias and y, with their spilled pointers, cost more than the FMAs and stores.
-template <Act kAct, class L, int G, bool kAddC, bool kBias, bool kY>
+// template flags (F: 8 y is C, 4 add C, 2 bias, 1 y): for K = 1 (50 x 50 x 1, a 1-input layer's
+// forward) the per-row tests of add_c, bias and y, with their spilled pointers, cost more than
+// the FMAs and stores. With y == C (the activation in place: the caller keeps no pre-activation)
+// only act(C) is stored: a second store per row was a third of a 50 x 50 x 1 GEMM's time.
+template <Act kAct, class L, int G, int F>
 [[gnu::always_inline]] inline void store_rows(const typename L::V* c, float* C,
                                               std::ptrdiff_t ldc, float* y, std::ptrdiff_t ldy,
                                               __mmask16 m, typename L::V bias, __m512 alpha) {
 #pragma GCC unroll 12
   for (int i = 0; i < G; ++i, C += ldc) {
     typename L::V v = c[i];
-    if constexpr (kAddC) v = L::add(L::load(m, C), v);
-    if constexpr (kBias) v = L::add(v, bias);
-    L::store(C, m, v);
-    if constexpr (kY) {
-      L::store(y, m, L::template act<kAct>(v, alpha));
-      y += ldy;
+    if constexpr ((F & 4) != 0) v = L::add(L::load(m, C), v);
+    if constexpr ((F & 2) != 0) v = L::add(v, bias);
+    if constexpr ((F & 8) != 0) {
+      L::store(C, m, L::template act<kAct>(v, alpha));
+    } else {
+      L::store(C, m, v);
+      if constexpr ((F & 1) != 0) {
+        L::store(y, m, L::template act<kAct>(v, alpha));
+        y += ldy;
+      }
     }
   }
 }
@@ -152,7 +158,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   float* const y = e.last ? e.y : nullptr;
   const __m512 alpha = _mm512_set1_ps(e.alpha);
   const V bias = add_bias ? L::load(m, e.bias) : L::zero();
-  const int flags = (add_c ? 4 : 0) | (add_bias ? 2 : 0) | (y ? 1 : 0);  // store_rows's
+  const int flags = (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) | (add_bias ? 2 : 0);
   auto group = [&](auto g, int r) {
     constexpr int G = decltype(g)::value;
     V c[G];
@@ -170,8 +176,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     float* const yr = y ? y + r * ldy : nullptr;
     const auto store = [&](auto f) {
       constexpr int F = decltype(f)::value;
-      store_rows<kAct, L, G, (F & 4) != 0, (F & 2) != 0, (F & 1) != 0>(c, cr, ldc, yr, ldy, m,
-                                                                       bias, alpha);
+      store_rows<kAct, L, G, F>(c, cr, ldc, yr, ldy, m, bias, alpha);
     };
     switch (flags) {
       case 0: store(std::integral_constant<int, 0>{}); break;
@@ -181,7 +186,11 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       case 4: store(std::integral_constant<int, 4>{}); break;
       case 5: store(std::integral_constant<int, 5>{}); break;
       case 6: store(std::integral_constant<int, 6>{}); break;
-      default: store(std::integral_constant<int, 7>{}); break;
+      case 7: store(std::integral_constant<int, 7>{}); break;
+      case 8: store(std::integral_constant<int, 8>{}); break;
+      case 10: store(std::integral_constant<int, 10>{}); break;
+      case 12: store(std::integral_constant<int, 12>{}); break;
+      default: store(std::integral_constant<int, 14>{}); break;
     }
   };
   // Rows in groups of as equal a size as 12 allows: a group's k loop runs one FMA chain per row

@@ -66,7 +66,7 @@ void Network::reserve(std::ptrdiff_t rows) {
     const LayerSpec& s = layers_[l];
     LayerWork& w = work_[l];
     const size_t n = static_cast<size_t>(rows * s.out);
-    w.z.resize(n);
+    if (!keeps_no_z(s)) w.z.resize(n);
     w.a.resize(n);
     if (s.batchnorm) {
       w.u.resize(n);
@@ -114,14 +114,18 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
     const float* b = s.b >= 0 ? params_ + s.b : nullptr;
     const bool train_mode = training && s.trainable;
     const std::ptrdiff_t n = B * s.out, off = r0 * s.out;
-    float* z = w.z.data() + off;
     float* a = w.a.data() + off;
+    float* z = keeps_no_z(s) ? nullptr : w.z.data() + off;
     // The optimizer's row owners only matter in a training pass: its update comes next.
     const std::vector<std::ptrdiff_t>* split =
         training && !w_row_split_[l].empty() ? &w_row_split_[l] : nullptr;
     const std::ptrdiff_t* rs = split ? split->data() : nullptr;
     const int owners = split ? static_cast<int>(split->size()) - 1 : 0;
-    if (!s.batchnorm) {
+    if (keeps_no_z(s)) {
+      // a = act(x W + b) in place (y == C): ReLU's backward reads its mask from a.
+      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha,
+                    s.act == Act::identity ? nullptr : a, a, rs, owners);
+    } else if (!s.batchnorm) {
       dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, a, z, rs, owners);
     } else {
       // z only: y = identity(z) would be a second copy of z, overwritten below.
@@ -169,7 +173,8 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
     const std::ptrdiff_t n = B * s.out, off = r0 * s.out;
     const float* in = l == 0 ? x + r0 * s.in : work_[l - 1].a.data() + r0 * s.in;
     const float* W = params_ + s.w;
-    const float* z = w.z.data() + off;
+    // act'(z) from a where the forward kept no z (the same mask: keeps_no_z).
+    const float* z = keeps_no_z(s) ? w.a.data() + off : w.z.data() + off;
     const bool need_dx = l > lo;
     if (train_mode && s.dropout > 0.f) {
       const float* mask = w.mask.data() + off;
