@@ -6,6 +6,7 @@
 #include "bind_kernel_checks.h"
 #include "bind_util.h"
 #include "dense.h"
+#include "gemm.h"
 
 namespace fastmlp {
 
@@ -71,6 +72,23 @@ void bind_dense(py::module_& m) {
         },
         py::arg("x"), py::arg("W"), py::arg("b"), py::arg("activation"), py::arg("alpha") = 0.f,
         py::arg("row_split") = std::vector<std::ptrdiff_t>{});
+  // Private, for tests: dx = dz @ W^T with Epilogue::relu_mask = mask (B, I), on whichever GEMM
+  // path the shape and settings pick (fused in the direct tiles, one pass after elsewhere).
+  m.def("_dx_relu_mask", [](py::array dz, py::array W, py::array mask) {
+    check_f32(mask, "mask", {-1, -1});
+    const py::ssize_t B = mask.shape(0), I = mask.shape(1);
+    check_f32(W, "W", {I, -1});
+    const py::ssize_t O = W.shape(1);
+    check_f32(dz, "dz", {B, O});
+    auto dx = new_f32({B, I});
+    {
+      py::gil_scoped_release nogil;
+      Epilogue ep;
+      ep.relu_mask = cptr(mask);
+      gemm(B, I, O, Operand{cptr(dz), O, 1}, Operand{cptr(W), 1, O}, mptr(dx), I, ep);
+    }
+    return dx;
+  });
   m.def("dense_backward",
         [](py::array dy, py::array x, py::array W, py::array z, const std::string& activation,
            float alpha, bool need_dx) {

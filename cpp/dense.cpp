@@ -80,21 +80,32 @@ void backward_side_by_side(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O,
   });
 }
 
+// dx (B, I) = dz (B, O) @ W^T (O, I), times relu'(mask) in the store when a mask is given and
+// the GEMM is direct (there the product rides on the tile store; elsewhere the lower layer's
+// packing forms it as before). Returns whether the mask was applied.
+bool dx_gemm(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const Operand& dz,
+             const float* W, float* dx, const float* relu_mask) {
+  Epilogue ep;
+  if (relu_mask && gemm_runs_direct(B, I, O)) ep.relu_mask = relu_mask;
+  gemm(B, I, O, dz, Operand{W, 1, O}, dx, I, ep);
+  return ep.relu_mask != nullptr;
+}
+
 }  // namespace
 
 bool dense_side_by_side_enabled() { return g_side_by_side.load(); }
 void set_dense_side_by_side(bool on) { g_side_by_side.store(on); }
 
-void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+bool dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
                     const float* x, const float* W, const float* z, Act act, float alpha,
-                    float* dx, float* dW, float* db) {
+                    float* dx, float* dW, float* db, const float* dx_relu_mask) {
   // dz as a (B, O) row-major operand, formed on the fly.
   Operand dz{dy, O, 1, z, act, alpha};
   const int threads = num_threads();
   if (dx && threads >= 2 && g_side_by_side.load(std::memory_order_relaxed) &&
       B * I * O >= kSideBySideMinMacs && B * I + B * O + I * O <= kSideBySideMaxFloats) {
     backward_side_by_side(B, I, O, dz, x, W, dx, dW, db, threads);
-    return;
+    return false;
   }
   // When both GEMMs run, each would form dz while packing (or, on the direct path, copying):
   // form it once here instead, one vectorised pass. Same values, so the same bits.
@@ -111,18 +122,13 @@ void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const 
   Epilogue ep;
   ep.colsum_b = db;
   gemm(I, O, B, xT, dz, dW, O, ep);
-  if (dx) {
-    // dx (B, I) = dz (B, O) @ W^T (O, I).
-    Operand WT{W, 1, O};
-    gemm(B, I, O, dz, WT, dx, I);
-  }
+  return dx ? dx_gemm(B, I, O, dz, W, dx, dx_relu_mask) : false;
 }
 
-void dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
-                          const float* W, const float* z, Act act, float alpha, float* dx) {
-  Operand dz{dy, O, 1, z, act, alpha};
-  Operand WT{W, 1, O};
-  gemm(B, I, O, dz, WT, dx, I);
+bool dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+                          const float* W, const float* z, Act act, float alpha, float* dx,
+                          const float* dx_relu_mask) {
+  return dx_gemm(B, I, O, Operand{dy, O, 1, z, act, alpha}, W, dx, dx_relu_mask);
 }
 
 }  // namespace fastmlp

@@ -15,9 +15,12 @@ void dense_forward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const f
 
 // dz = dy * act'(z) is never stored: it is formed while packing the GEMM operands.
 // dW = x^T @ dz, db = sum_rows dz (accumulated while packing dz), dx = dz @ W^T (if dx != null).
-void dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+// dx_relu_mask (B, I), optional: the output a of a ReLU layer below, whose own dz = dx * relu'(a)
+// the dx GEMM may then form in its store (Epilogue::relu_mask) where that costs no pass of its
+// own (a direct GEMM). Returns true when dx holds that dz, false when it holds dx.
+bool dense_backward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
                     const float* x, const float* W, const float* z, Act act, float alpha,
-                    float* dx, float* dW, float* db);
+                    float* dx, float* dW, float* db, const float* dx_relu_mask = nullptr);
 
 // Whether dense_backward may run its two GEMMs side by side on two or more threads (on by
 // default; the same bits either way). For A/B measurements and the tests.
@@ -26,7 +29,9 @@ void set_dense_side_by_side(bool on);
 
 // dx = (dy * act'(z)) @ W^T only: the backward pass through a frozen layer, whose own weight
 // gradient is not needed.
-void dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
-                          const float* W, const float* z, Act act, float alpha, float* dx);
+// dx_relu_mask and the result: as dense_backward's.
+bool dense_backward_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const float* dy,
+                          const float* W, const float* z, Act act, float alpha, float* dx,
+                          const float* dx_relu_mask = nullptr);
 
 }  // namespace fastmlp

@@ -513,13 +513,16 @@ void gemm_direct(const Kernels& kern, std::ptrdiff_t kKC, std::ptrdiff_t M, std:
         const std::ptrdiff_t kc = std::min(kKC, K - k0);
         const float* at = a + i0 * ars + k0 * acs;
         const float* bt = b + k0 * ldb + j0;
-        TileEpilogue te{k0 == 0, k0 + kc >= K, ep.bias ? ep.bias + j0 : nullptr,
-                        ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+        const bool last = k0 + kc >= K;
+        TileEpilogue te{k0 == 0, last, ep.bias ? ep.bias + j0 : nullptr,
+                        ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha,
+                        ep.relu_mask && last ? ep.relu_mask + i0 * ldc + j0 : nullptr};
         if (kern.small_to_c) {
           kern.small_to_c(kc, at, ars, acs, rows, bt, ldb, cols, C + i0 * ldc + j0, ldc, ldc, te);
         } else {
           kern.small(kc, at, ars, acs, rows, bt, ldb, cols, acc);
           kern.store(acc, rows, cols, C + i0 * ldc + j0, ldc, ldc, te);
+          if (te.mask) relu_mask_tile(C + i0 * ldc + j0, ldc, te.mask, rows, cols);
         }
       }
     }
@@ -711,9 +714,33 @@ bool set_gemm_avx512(bool on) {
 }
 
 
+bool gemm_runs_direct(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K) {
+  if (M <= 0 || N <= 0 || K <= 0) return false;
+  const int threads = gemm_is_serial(M, N, K) ? 1 : num_threads();  // as gemm's start
+  return gemm_takes_direct_path(M, N, K, threads);
+}
+
+void relu_mask_tile(float* C, std::ptrdiff_t ldc, const float* mask, std::ptrdiff_t rows,
+                    std::ptrdiff_t cols) {
+  for (std::ptrdiff_t i = 0; i < rows; ++i)
+    for (std::ptrdiff_t j = 0; j < cols; ++j)
+      C[i * ldc + j] = C[i * ldc + j] * act_grad(mask[i * ldc + j], Act::relu, 0.f);
+}
+
 void gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const Operand& A_in,
           const Operand& B_in, float* C, std::ptrdiff_t ldc, const Epilogue& ep) {
   if (M <= 0 || N <= 0) return;
+  if (ep.relu_mask && (ep.bias || ep.y || !gemm_runs_direct(M, N, K))) {
+    // Only the direct tiles fuse the mask: the GEMM, then one pass over C.
+    Epilogue plain = ep;
+    plain.relu_mask = nullptr;
+    gemm(M, N, K, A_in, B_in, C, ldc, plain);
+    parallel_elementwise(M, std::max<std::ptrdiff_t>(1, kElementwiseGrain / N),
+                         [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
+                           relu_mask_tile(C + lo * ldc, ldc, ep.relu_mask + lo * ldc, hi - lo, N);
+                         });
+    return;
+  }
   // An identity dz transform (dy * 1, the output layer's) is no transform: dropping it keeps
   // such operands on the plain fast paths (the direct path copied them row by row).
   Operand A = A_in, B = B_in;

@@ -38,6 +38,11 @@ struct Epilogue {
                                 // applies act in place (C keeps no pre-activation)
   Act act = Act::identity;
   float alpha = 0.f;
+  // If set (without bias or y): C = C * relu'(relu_mask), relu_mask (M, N) with C's ldc: dx of a
+  // layer formed as the dz of the ReLU layer below (whose output a is the mask: a > 0 exactly
+  // where its z > 0), by dz_row's product. Applied in the direct path's tile store; on the
+  // other paths by one pass over C after the GEMM (gemm_runs_direct tells which).
+  const float* relu_mask = nullptr;
   // If set: colsum[j] = sum_i B[i, j] (of the transformed B), accumulated while packing B.
   // Used for db = sum over the batch of dz; requires M >= 1.
   float* colsum_b = nullptr;
@@ -50,6 +55,9 @@ void set_gemm_direct_limit(long long macs);
 // that packs a plain B by its Operand::row_split owners: then each thread reads only the rows
 // of B that it owns. (The direct path reads B on one thread, the split path on every thread.)
 bool gemm_packs_b_by_row_owners(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K);
+// True when gemm(M, N, K, ...) on the calling thread takes its direct (unpacked) path, where
+// Epilogue::relu_mask costs no pass of its own.
+bool gemm_runs_direct(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K);
 // Whether the AVX2 path's packed GEMM uses the AVX-512 pair kernel (same bits either way).
 // On by default where the CPU has AVX-512F, unless FASTMLP_AVX512=0. Returns false (and changes
 // nothing) when asked to turn it on without the CPU or build support (cpu_has_avx512f).
@@ -76,7 +84,14 @@ struct TileEpilogue {
   float* y;           // already offset to this tile, or null
   Act act;
   float alpha;
+  // Epilogue::relu_mask offset to this tile (C's ldc), or null; only with no bias or y. Direct
+  // tiles only: the kernels given one apply it on the last k-block (relu_mask_tile's product).
+  const float* mask = nullptr;
 };
+// C (rows x cols, ldc) = C * relu'(mask), mask with C's ldc: Epilogue::relu_mask's product (the
+// same as dz_row's), for the tiles whose kernel has no fused form.
+void relu_mask_tile(float* C, std::ptrdiff_t ldc, const float* mask, std::ptrdiff_t rows,
+                    std::ptrdiff_t cols);
 // Full-tile micro-kernel with the tile store fused: the same arithmetic as TileStore on the
 // accumulators kept in registers (no round trip of acc through memory, no store call). Optional
 // per ISA (null: micro + store). Callers use it only for epilogues whose activation has an exact

@@ -283,7 +283,9 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   // The epilogue's choices as template flags (F: 8 y is C, 4 add C, 2 bias, 1 y), picked once per
   // group: tested per row, they cost more than the FMAs when K is 1 (as in gemm_avx512.cpp). With
   // y == C (the activation in place) only act(C) is stored.
-  const int flags = (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) | (add_bias ? 2 : 0);
+  const int flags = (e.mask ? 16 : 0) | (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) |
+                    (add_bias ? 2 : 0);
+  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   auto out = [&](auto f, int r, __m256 v0, __m256 v1) {
     constexpr int F = decltype(f)::value;
     float* c = C + r * ldc;
@@ -294,6 +296,15 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     if constexpr ((F & 2) != 0) {
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
+    }
+    if constexpr ((F & 16) != 0) {  // dz_row's relu product: v * ((mask > 0) & 1.0)
+      const float* mr = e.mask + r * ldc;
+      const __m256 m0 = kHi ? _mm256_loadu_ps(mr) : _mm256_maskload_ps(mr, mk.m0);
+      v0 = _mm256_mul_ps(v0, _mm256_and_ps(_mm256_cmp_ps(m0, zero, _CMP_GT_OQ), one));
+      if (kHi) {
+        const __m256 m1 = _mm256_maskload_ps(mr + 8, mk.m1);
+        v1 = _mm256_mul_ps(v1, _mm256_and_ps(_mm256_cmp_ps(m1, zero, _CMP_GT_OQ), one));
+      }
     }
     if constexpr ((F & 8) != 0) {
       v0 = exact_act<kAct>(v0, alpha);
@@ -346,7 +357,10 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       case 8: store(std::integral_constant<int, 8>{}); break;
       case 10: store(std::integral_constant<int, 10>{}); break;
       case 12: store(std::integral_constant<int, 12>{}); break;
-      default: store(std::integral_constant<int, 14>{}); break;
+      case 14: store(std::integral_constant<int, 14>{}); break;
+      // The relu mask comes without bias or y (Epilogue::relu_mask).
+      case 16: store(std::integral_constant<int, 16>{}); break;
+      default: store(std::integral_constant<int, 20>{}); break;
     }
   };
   constexpr int kG = kHi ? 6 : 8;
@@ -392,6 +406,7 @@ void small_tile_to_c_avx2(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars,
     TileEpilogue te = e;
     te.y = e.y + r0 * ldy;
     tile_store_avx2(acc, n, cols, C + r0 * ldc, ldc, ldy, te);
+    if (e.mask) relu_mask_tile(C + r0 * ldc, ldc, e.mask + r0 * ldc, n, cols);
   }
 }
 

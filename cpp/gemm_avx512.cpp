@@ -80,6 +80,12 @@ void pair_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, st
   }
 }
 
+// relu'(z) = (z > 0) as 1.0 or 0.0 (0.0 for NaN), the factor of dz_row's product.
+inline __m512 relu_grad512(__m512 z) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),
+                             _mm512_set1_ps(1.f));
+}
+
 // Lanes of a direct tile: one zmm, or for a tile of at most 8 columns one ymm, per row. Loads
 // and stores go through masked zmm forms either way (AVX-512F has no masked ymm forms without
 // AVX-512VL); the arithmetic is the same FMA, add and activation per element in both.
@@ -91,8 +97,10 @@ struct ZmmLanes {
   static void store(float* p, __mmask16 m, V v) { _mm512_mask_storeu_ps(p, m, v); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   template <Act kAct>
   static V act(V v, __m512 alpha) { return exact_act512<kAct>(v, alpha); }
+  static V relu_grad(V z) { return relu_grad512(z); }
 };
 // On Zen 4 a ymm FMA takes one of the two 256-bit FMA pipes and a zmm FMA takes both, so a tile
 // of at most 8 columns (a 1-output layer's forward: 50 x 1 x 10; the last 2 columns of a
@@ -109,26 +117,36 @@ struct YmmLanes {
   }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   template <Act kAct>
   static V act(V v, __m512 alpha) {
     return _mm512_castps512_ps256(exact_act512<kAct>(_mm512_castps256_ps512(v), alpha));
   }
+  static V relu_grad(V z) {
+    return _mm512_castps512_ps256(relu_grad512(_mm512_castps256_ps512(z)));
+  }
 };
 
 // A group's rows from its accumulators to C (and y = act(C)), with the epilogue's choices as
-// template flags (F: 8 y is C, 4 add C, 2 bias, 1 y): for K = 1 (50 x 50 x 1, a 1-input layer's
+// template flags (F: 16 relu mask, 8 y is C, 4 add C, 2 bias, 1 y): for K = 1 (50 x 50 x 1, a 1-input layer's
 // forward) the per-row tests of add_c, bias and y, with their spilled pointers, cost more than
 // the FMAs and stores. With y == C (the activation in place: the caller keeps no pre-activation)
 // only act(C) is stored: a second store per row was a third of a 50 x 50 x 1 GEMM's time.
+// The mask (TileEpilogue::mask, rows with C's ldc) multiplies the final sum by relu'(mask).
 template <Act kAct, class L, int G, int F>
 [[gnu::always_inline]] inline void store_rows(const typename L::V* c, float* C,
                                               std::ptrdiff_t ldc, float* y, std::ptrdiff_t ldy,
-                                              __mmask16 m, typename L::V bias, __m512 alpha) {
+                                              const float* mask, __mmask16 m,
+                                              typename L::V bias, __m512 alpha) {
 #pragma GCC unroll 12
   for (int i = 0; i < G; ++i, C += ldc) {
     typename L::V v = c[i];
     if constexpr ((F & 4) != 0) v = L::add(L::load(m, C), v);
     if constexpr ((F & 2) != 0) v = L::add(v, bias);
+    if constexpr ((F & 16) != 0) {
+      v = L::mul(v, L::relu_grad(L::load(m, mask)));
+      mask += ldc;
+    }
     if constexpr ((F & 8) != 0) {
       L::store(C, m, L::template act<kAct>(v, alpha));
     } else {
@@ -158,7 +176,8 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   float* const y = e.last ? e.y : nullptr;
   const __m512 alpha = _mm512_set1_ps(e.alpha);
   const V bias = add_bias ? L::load(m, e.bias) : L::zero();
-  const int flags = (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) | (add_bias ? 2 : 0);
+  const int flags = (e.mask ? 16 : 0) | (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) |
+                    (add_bias ? 2 : 0);
   auto group = [&](auto g, int r) {
     constexpr int G = decltype(g)::value;
     V c[G];
@@ -174,9 +193,10 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     }
     float* const cr = C + r * ldc;
     float* const yr = y ? y + r * ldy : nullptr;
+    const float* const mr = e.mask ? e.mask + r * ldc : nullptr;
     const auto store = [&](auto f) {
       constexpr int F = decltype(f)::value;
-      store_rows<kAct, L, G, F>(c, cr, ldc, yr, ldy, m, bias, alpha);
+      store_rows<kAct, L, G, F>(c, cr, ldc, yr, ldy, mr, m, bias, alpha);
     };
     switch (flags) {
       case 0: store(std::integral_constant<int, 0>{}); break;
@@ -190,7 +210,10 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       case 8: store(std::integral_constant<int, 8>{}); break;
       case 10: store(std::integral_constant<int, 10>{}); break;
       case 12: store(std::integral_constant<int, 12>{}); break;
-      default: store(std::integral_constant<int, 14>{}); break;
+      case 14: store(std::integral_constant<int, 14>{}); break;
+      // The relu mask comes without bias or y (Epilogue::relu_mask).
+      case 16: store(std::integral_constant<int, 16>{}); break;
+      default: store(std::integral_constant<int, 20>{}); break;
     }
   };
   // Rows in groups of as equal a size as 12 allows: a group's k loop runs one FMA chain per row
@@ -295,6 +318,7 @@ void tile_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdi
                std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
   if (cols == 1 && ars == 1 && ldc == 1 && ldy == 1 && rows > 1) {
     column_to_c<kAct>(kc, A, acs, rows, B, ldb, C, e);
+    if (e.mask) relu_mask_tile(C, ldc, e.mask, rows, cols);  // no fused form here
     return;
   }
   switch ((cols + 15) / 16) {
@@ -305,10 +329,11 @@ void tile_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrdi
         small_to_c<kAct, ZmmLanes>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e);
       }
       return;
-    case 2: wide_rows_to_c<kAct, 2>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
-    case 3: wide_rows_to_c<kAct, 3>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
-    default: wide_rows_to_c<kAct, 4>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); return;
+    case 2: wide_rows_to_c<kAct, 2>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); break;
+    case 3: wide_rows_to_c<kAct, 3>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); break;
+    default: wide_rows_to_c<kAct, 4>(kc, A, ars, acs, rows, B, ldb, cols, C, ldc, ldy, e); break;
   }
+  if (e.mask) relu_mask_tile(C, ldc, e.mask, rows, cols);  // no fused form in wide rows
 }
 
 }  // namespace
@@ -330,6 +355,7 @@ void small_tile_to_c_avx512(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ar
     TileEpilogue ej = e;
     if (ej.bias) ej.bias += j;
     if (ej.y) ej.y += j;
+    if (ej.mask) ej.mask += j;
     small_tile_to_c_avx2(kc, A, ars, acs, rows, B + j, ldb, cols - j < 16 ? cols - j : 16, C + j,
                          ldc, ldy, ej);
   }

@@ -166,6 +166,9 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
   float* g = g0_.data() + r0 * widest_;
   float* other = g1_.data() + r0 * widest_;
   std::memcpy(g, dout + r0 * n_outputs(), sizeof(float) * static_cast<size_t>(B * n_outputs()));
+  // True when g already holds this layer's dz: the layer above formed dz = dx * relu'(a) in its
+  // dx GEMM's store (dense_backward's dx_relu_mask), so act' is not applied again.
+  bool g_is_dz = false;
   for (int l = static_cast<int>(layers_.size()) - 1; l >= lo; --l) {
     const LayerSpec& s = layers_[l];
     LayerWork& w = work_[l];
@@ -176,18 +179,26 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
     // act'(z) from a where the forward kept no z (the same mask: keeps_no_z).
     const float* z = keeps_no_z(s) ? w.a.data() + off : w.z.data() + off;
     const bool need_dx = l > lo;
+    // The ReLU layer below (keeping no z, so no dropout or batch norm) takes its mask from its a.
+    const LayerSpec* below = need_dx ? &layers_[static_cast<size_t>(l - 1)] : nullptr;
+    const float* relu_below = below && keeps_no_z(*below) && below->act == Act::relu
+                                  ? work_[static_cast<size_t>(l - 1)].a.data() + r0 * s.in
+                                  : nullptr;
     if (train_mode && s.dropout > 0.f) {
       const float* mask = w.mask.data() + off;
       for (std::ptrdiff_t i = 0; i < n; ++i) g[i] *= mask[i];
     }
     if (!s.batchnorm) {
-      // act'(z) is fused into the GEMMs; dx goes to the free buffer.
+      // act'(z) is fused into the GEMMs (or was applied above: g_is_dz); dx goes to the free
+      // buffer.
       float* dx = need_dx ? other : nullptr;
+      const Act act = g_is_dz ? Act::identity : s.act;
+      const float* zl = g_is_dz ? nullptr : z;
       if (s.trainable)
-        dense_backward(B, s.in, s.out, g, in, W, z, s.act, s.alpha, dx, grads + s.w,
-                       grads + s.b);
+        g_is_dz = dense_backward(B, s.in, s.out, g, in, W, zl, act, s.alpha, dx, grads + s.w,
+                                 grads + s.b, relu_below);
       else
-        dense_backward_input(B, s.in, s.out, g, W, z, s.act, s.alpha, dx);
+        g_is_dz = dense_backward_input(B, s.in, s.out, g, W, zl, act, s.alpha, dx, relu_below);
       std::swap(g, other);
       continue;
     }
@@ -224,10 +235,11 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
     }
     float* dx = need_dx ? du : nullptr;
     if (s.trainable)
-      dense_backward(B, s.in, s.out, dz, in, W, nullptr, Act::identity, 0.f, dx, grads + s.w,
-                     nullptr);
+      g_is_dz = dense_backward(B, s.in, s.out, dz, in, W, nullptr, Act::identity, 0.f, dx,
+                               grads + s.w, nullptr, relu_below);
     else
-      dense_backward_input(B, s.in, s.out, dz, W, nullptr, Act::identity, 0.f, dx);
+      g_is_dz = dense_backward_input(B, s.in, s.out, dz, W, nullptr, Act::identity, 0.f, dx,
+                                     relu_below);
     std::swap(g, other);  // dx, in du's buffer, is the next layer's g
   }
 }

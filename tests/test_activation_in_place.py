@@ -96,19 +96,81 @@ def test_relu_backward_from_output_matches_from_z(B, I, O):
             np.testing.assert_array_equal(a, c, err_msg=f"{name}, limit {limit}")
 
 
+@pytest.mark.parametrize("limit", LIMITS)
 @pytest.mark.parametrize("bn,drop", [(False, 0.0), (True, 0.0), (False, 0.2)])
-def test_mixed_layers_train_as_the_reference(bn, drop):
+def test_mixed_layers_train_as_the_reference(bn, drop, limit):
     """ReLU layers without z beside layers that keep it (batch norm, dropout, ELU): the engine
-    against the NumPy training step after several steps, and the same bits on 1 and 2 threads."""
+    against the NumPy training step after several steps, and the same bits on 1 and 2 threads.
+    Every GEMM packed (the layer below forms its dz itself) or direct (the dx GEMM above forms
+    it with the mask)."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((96, 12)).astype(np.float32)
     y = rng.integers(0, 3, 96)
     runs = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with num_threads(threads), direct_limit(limit):
             m = fastmlp.MLP([12, 40, 30, 20, 3], activation=["relu", "elu", "relu"],
                             batchnorm=[False, bn, bn, False], dropout=[0.0, drop, drop], seed=1)
             engine, reference, log, losses = run_both(m, X, y, loss="cross_entropy", steps=5)
             check(engine, reference, log, losses)
             runs.append(np.array(engine[0], copy=True))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+# dx with the ReLU mask of the layer below (Epilogue::relu_mask): dz of that layer formed in the
+# dx GEMM's store. Shapes: the direct AVX-512 row groups (zmm and ymm tiles), <= 3 rows (wide
+# tiles, masked after), a 1-wide dx of a 1-output layer (the column kernel, masked after),
+# partial AVX2 tiles, K over several k-blocks, and shapes the packed paths take.
+MASK_SHAPES = [(50, 50, 10), (50, 1, 1), (2, 40, 3), (3, 70, 5), (7, 9, 3), (17, 33, 400),
+               (300, 20, 7), (128, 64, 64), (200, 300, 100), (1, 1, 1)]
+
+
+@pytest.mark.parametrize("on", avx512_settings())
+@pytest.mark.parametrize("isa_name", available_isas())
+@pytest.mark.parametrize("B,I,O", MASK_SHAPES)
+def test_dx_with_relu_mask_is_dz_row_of_dx(B, I, O, isa_name, on):
+    rng = np.random.default_rng(B * 131 + I * 7 + O)
+    dz = rng.standard_normal((B, O)).astype(np.float32)
+    W = rng.standard_normal((I, O)).astype(np.float32)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    # A ReLU output: zeros, positives, and a NaN (relu'(NaN) = 0, as dz_row's product).
+    mask = np.maximum(rng.standard_normal((B, I)), 0).astype(np.float32)
+    mask.flat[::7] = np.nan
+    with isa(isa_name), avx512(on):
+        for limit in LIMITS:
+            with direct_limit(limit):
+                for threads in (1, 2):
+                    with num_threads(threads):
+                        got = _core._dx_relu_mask(dz, W, mask)
+                        dx, _, _ = K.dense_backward(dz, x, W, dz, "identity")
+                    want = dx * (mask > 0).astype(np.float32)  # NumPy's IEEE products
+                    # Bit patterns: -0.0 (a negative dx times 0) must stay -0.0.
+                    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32),
+                                                  err_msg=f"limit {limit}, {threads} threads")
+
+
+def test_dx_relu_mask_rejects_bad_shapes():
+    dz = np.ones((4, 3), np.float32)
+    W = np.ones((5, 3), np.float32)
+    with pytest.raises(ValueError, match="mask"):
+        _core._dx_relu_mask(dz, W, np.ones((4,), np.float32))
+    with pytest.raises(ValueError, match="dz"):
+        _core._dx_relu_mask(dz, W, np.ones((2, 5), np.float32))
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_relu_chain_with_a_frozen_middle_layer_trains_as_the_reference(threads, limit):
+    """A frozen ReLU layer between trainable ones (dense_backward_input, with and without the
+    mask below) and a partial last batch."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((37, 6)).astype(np.float32)
+    y = rng.standard_normal((37, 2)).astype(np.float32)
+    with num_threads(threads), direct_limit(limit):
+        m = fastmlp.MLP([6, 20, 16, 12, 2], seed=3)
+        m.layers[1].trainable = False
+        before = m.get_weights()
+        check(*run_both(m, X, y, loss="mse", steps=3))
+        after = m.get_weights()
+    np.testing.assert_array_equal(after[2], before[2])  # the frozen layer's W
+    assert not np.array_equal(after[0], before[0])
