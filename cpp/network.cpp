@@ -1,6 +1,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 #include "dense.h"
 #include "dropout.h"
 #include "dz_row.h"
+#include "scratch_buffer.h"
 #include "threads.h"
 
 namespace fastmlp {
@@ -93,6 +95,25 @@ void Network::begin_pass(std::ptrdiff_t B, bool training) {
   reserve(B);
   training_pass_ = training;
   batch_rows_ = B;
+  // Batch-norm layers normalised with their running statistics: their mean and inv_std here,
+  // once, by batchnorm_forward's expressions (so the same bits), for the backward pass. Row
+  // shards run such layers side by side, and each writing the shared arrays was a data race
+  // (ThreadSanitizer), if on equal values: forward_rows gives them private copies instead.
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = layers_[l];
+    if (!s.batchnorm || batch_stats(s)) continue;
+    LayerWork& w = work_[l];
+    for (std::ptrdiff_t c = 0; c < s.out; ++c) {
+      w.mean[c] = stats_[s.running_mean + c];
+      w.inv_std[c] = 1.0f / std::sqrt(stats_[s.running_var + c] + s.bn_eps);
+    }
+  }
+}
+
+bool Network::batch_stats(const LayerSpec& s) const {
+  // Batch statistics need at least two rows; a single row is normalised with the running
+  // statistics instead (the trainer never forms such a batch when batch norm is on).
+  return training_pass_ && s.trainable && batch_rows_ > 1;
 }
 
 const float* Network::forward(std::ptrdiff_t B, const float* x, bool training, std::uint64_t seed,
@@ -130,14 +151,17 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
     } else {
       // z only: y = identity(z) would be a second copy of z, overwritten below.
       dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z, rs, owners);
-      // Batch statistics need at least two rows; a single row is normalised with the running
-      // statistics instead (the trainer never forms such a batch when batch norm is on).
-      // Batch statistics take the whole batch: row shards only run without them.
-      const bool batch_stats = train_mode && batch_rows_ > 1;
+      // Batch statistics take the whole batch: row shards only run without them, and then
+      // the statistics go to this thread's copies (begin_pass wrote the shared ones).
+      const bool from_batch = batch_stats(s);
+      thread_local std::vector<float> own_mean, own_inv_std;
+      float* mean = from_batch ? w.mean.data() : grown(own_mean, static_cast<size_t>(s.out));
+      float* inv_std =
+          from_batch ? w.inv_std.data() : grown(own_inv_std, static_cast<size_t>(s.out));
       float* u = w.u.data() + off;
       batchnorm_forward(B, s.out, z, params_ + s.gamma, params_ + s.beta,
-                        stats_ + s.running_mean, stats_ + s.running_var, batch_stats,
-                        s.bn_momentum, s.bn_eps, u, w.mean.data(), w.inv_std.data());
+                        stats_ + s.running_mean, stats_ + s.running_var, from_batch,
+                        s.bn_momentum, s.bn_eps, u, mean, inv_std);
       parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
         act_row_any(s.act, u + lo, a + lo, hi - lo, s.alpha);
       });
@@ -210,7 +234,7 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
       dz_row_any(s.act, g + lo, u + lo, du + lo, hi - lo, s.alpha);
     });
     float* dz = g;
-    if (train_mode && batch_rows_ > 1) {
+    if (batch_stats(s)) {
       batchnorm_backward(B, s.out, du, z, params_ + s.gamma, w.mean.data(), w.inv_std.data(),
                          dz, grads + s.gamma, grads + s.beta);
     } else {

@@ -79,6 +79,9 @@ class Network {
   // the shards' grads. Only for networks whose forward pass is row by row:
   // row_local(training).
   void begin_pass(std::ptrdiff_t B, bool training);
+  // Whether batch-norm layer s normalises with this pass's batch statistics (else its running
+  // statistics), as begin_pass set the pass up.
+  bool batch_stats(const LayerSpec& s) const;
   void forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x, std::uint64_t seed,
                     std::uint64_t step);
   void backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x, const float* dout,
