@@ -10,6 +10,20 @@
 
 namespace fastmlp {
 
+namespace {
+
+// A split of W's I rows among owners, as Operand::row_split takes it.
+void check_row_split(const std::vector<std::ptrdiff_t>& row_split, std::ptrdiff_t I) {
+  if (row_split.size() < 2 || row_split.front() != 0 || row_split.back() != I)
+    throw py::value_error("row_split: expected owners + 1 row numbers from 0 to " +
+                          std::to_string(I));
+  for (size_t j = 1; j < row_split.size(); ++j)
+    if (row_split[j] < row_split[j - 1])
+      throw py::value_error("row_split: expected non-decreasing row numbers");
+}
+
+}  // namespace
+
 void bind_dense(py::module_& m) {
   m.def("dense_forward",
         [](py::array x, py::array W, py::array b, const std::string& activation, float alpha) {
@@ -30,12 +44,7 @@ void bind_dense(py::module_& m) {
            std::vector<std::ptrdiff_t> row_split) {
           const auto [B, I, O] = check_dense_forward(x, W, b);
           Act act = act_from_name(activation);
-          if (row_split.size() < 2 || row_split.front() != 0 || row_split.back() != I)
-            throw py::value_error("row_split: expected owners + 1 row numbers from 0 to " +
-                                  std::to_string(I));
-          for (size_t j = 1; j < row_split.size(); ++j)
-            if (row_split[j] < row_split[j - 1])
-              throw py::value_error("row_split: expected non-decreasing row numbers");
+          check_row_split(row_split, I);
           auto y = new_f32({B, O});
           auto z = new_f32({B, O});
           {
@@ -53,13 +62,7 @@ void bind_dense(py::module_& m) {
            std::vector<std::ptrdiff_t> row_split) {
           const auto [B, I, O] = check_dense_forward(x, W, b);
           Act act = act_from_name(activation);
-          if (!row_split.empty() &&
-              (row_split.size() < 2 || row_split.front() != 0 || row_split.back() != I))
-            throw py::value_error("row_split: expected owners + 1 row numbers from 0 to " +
-                                  std::to_string(I));
-          for (size_t j = 1; j < row_split.size(); ++j)
-            if (row_split[j] < row_split[j - 1])
-              throw py::value_error("row_split: expected non-decreasing row numbers");
+          if (!row_split.empty()) check_row_split(row_split, I);
           auto y = new_f32({B, O});
           {
             py::gil_scoped_release nogil;

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "act_avx2.h"
+#include "epilogue_flags.h"
 #include "gemm.h"
 #include "vmath_avx2.h"
 
@@ -280,24 +281,22 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     bias0 = _mm256_maskload_ps(e.bias, mk.m0);
     if (kHi) bias1 = _mm256_maskload_ps(e.bias + 8, mk.m1);
   }
-  // The epilogue's choices as template flags (F: 8 y is C, 4 add C, 2 bias, 1 y), picked once per
-  // group: tested per row, they cost more than the FMAs when K is 1 (as in gemm_avx512.cpp). With
+  // The epilogue's choices as template flags (epilogue_flags.h), picked once per group. With
   // y == C (the activation in place) only act(C) is stored.
-  const int flags = (e.mask ? 16 : 0) | (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) |
-                    (add_bias ? 2 : 0);
+  const int flags = epilogue_flags(e.mask != nullptr, y != nullptr, y == C, add_c, add_bias);
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   auto out = [&](auto f, int r, __m256 v0, __m256 v1) {
     constexpr int F = decltype(f)::value;
     float* c = C + r * ldc;
-    if constexpr ((F & 4) != 0) {
+    if constexpr ((F & kFlagAddC) != 0) {
       v0 = _mm256_add_ps(_mm256_maskload_ps(c, mk.m0), v0);
       if (kHi) v1 = _mm256_add_ps(_mm256_maskload_ps(c + 8, mk.m1), v1);
     }
-    if constexpr ((F & 2) != 0) {
+    if constexpr ((F & kFlagBias) != 0) {
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
     }
-    if constexpr ((F & 16) != 0) {  // dz_row's relu product: v * ((mask > 0) & 1.0)
+    if constexpr ((F & kFlagMask) != 0) {  // dz_row's relu product: v * ((mask > 0) & 1.0)
       const float* mr = e.mask + r * ldc;
       const __m256 m0 = kHi ? _mm256_loadu_ps(mr) : _mm256_maskload_ps(mr, mk.m0);
       v0 = _mm256_mul_ps(v0, _mm256_and_ps(_mm256_cmp_ps(m0, zero, _CMP_GT_OQ), one));
@@ -306,7 +305,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
         v1 = _mm256_mul_ps(v1, _mm256_and_ps(_mm256_cmp_ps(m1, zero, _CMP_GT_OQ), one));
       }
     }
-    if constexpr ((F & 8) != 0) {
+    if constexpr ((F & kFlagInPlace) != 0) {
       v0 = exact_act<kAct>(v0, alpha);
       if (kHi) v1 = exact_act<kAct>(v1, alpha);
     }
@@ -314,7 +313,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
     if (kHi) _mm256_storeu_ps(c, v0);
     else store_lanes(c, v0, cols);
     if (kHi) store_lanes(c + 8, v1, cols - 8);
-    if constexpr ((F & 1) != 0) {
+    if constexpr ((F & kFlagY) != 0) {
       if (kHi) _mm256_storeu_ps(y + r * ldy, exact_act<kAct>(v0, alpha));
       else store_lanes(y + r * ldy, exact_act<kAct>(v0, alpha), cols);
       if (kHi) store_lanes(y + r * ldy + 8, exact_act<kAct>(v1, alpha), cols - 8);
@@ -345,23 +344,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
 #pragma GCC unroll 8
       for (int i = 0; i < G; ++i) out(f, r + i, c0[i], c1[i]);
     };
-    switch (flags) {
-      case 0: store(std::integral_constant<int, 0>{}); break;
-      case 1: store(std::integral_constant<int, 1>{}); break;
-      case 2: store(std::integral_constant<int, 2>{}); break;
-      case 3: store(std::integral_constant<int, 3>{}); break;
-      case 4: store(std::integral_constant<int, 4>{}); break;
-      case 5: store(std::integral_constant<int, 5>{}); break;
-      case 6: store(std::integral_constant<int, 6>{}); break;
-      case 7: store(std::integral_constant<int, 7>{}); break;
-      case 8: store(std::integral_constant<int, 8>{}); break;
-      case 10: store(std::integral_constant<int, 10>{}); break;
-      case 12: store(std::integral_constant<int, 12>{}); break;
-      case 14: store(std::integral_constant<int, 14>{}); break;
-      // The relu mask comes without bias or y (Epilogue::relu_mask).
-      case 16: store(std::integral_constant<int, 16>{}); break;
-      default: store(std::integral_constant<int, 20>{}); break;
-    }
+    with_epilogue_flags(flags, store);
   };
   constexpr int kG = kHi ? 6 : 8;
   int r = 0;

@@ -23,6 +23,7 @@
 
 #include <type_traits>
 
+#include "epilogue_flags.h"
 #include "gemm.h"
 
 namespace fastmlp {
@@ -128,9 +129,9 @@ struct YmmLanes {
 };
 
 // A group's rows from its accumulators to C (and y = act(C)), with the epilogue's choices as
-// template flags (F: 16 relu mask, 8 y is C, 4 add C, 2 bias, 1 y): for K = 1 (50 x 50 x 1, a 1-input layer's
-// forward) the per-row tests of add_c, bias and y, with their spilled pointers, cost more than
-// the FMAs and stores. With y == C (the activation in place: the caller keeps no pre-activation)
+// template flags (epilogue_flags.h): for K = 1 (50 x 50 x 1, a 1-input layer's forward) the
+// per-row tests of add_c, bias and y, with their spilled pointers, cost more than the FMAs and
+// stores. With y == C (the activation in place: the caller keeps no pre-activation)
 // only act(C) is stored: a second store per row was a third of a 50 x 50 x 1 GEMM's time.
 // The mask (TileEpilogue::mask, rows with C's ldc) multiplies the final sum by relu'(mask).
 template <Act kAct, class L, int G, int F>
@@ -141,17 +142,17 @@ template <Act kAct, class L, int G, int F>
 #pragma GCC unroll 12
   for (int i = 0; i < G; ++i, C += ldc) {
     typename L::V v = c[i];
-    if constexpr ((F & 4) != 0) v = L::add(L::load(m, C), v);
-    if constexpr ((F & 2) != 0) v = L::add(v, bias);
-    if constexpr ((F & 16) != 0) {
+    if constexpr ((F & kFlagAddC) != 0) v = L::add(L::load(m, C), v);
+    if constexpr ((F & kFlagBias) != 0) v = L::add(v, bias);
+    if constexpr ((F & kFlagMask) != 0) {
       v = L::mul(v, L::relu_grad(L::load(m, mask)));
       mask += ldc;
     }
-    if constexpr ((F & 8) != 0) {
+    if constexpr ((F & kFlagInPlace) != 0) {
       L::store(C, m, L::template act<kAct>(v, alpha));
     } else {
       L::store(C, m, v);
-      if constexpr ((F & 1) != 0) {
+      if constexpr ((F & kFlagY) != 0) {
         L::store(y, m, L::template act<kAct>(v, alpha));
         y += ldy;
       }
@@ -176,8 +177,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   float* const y = e.last ? e.y : nullptr;
   const __m512 alpha = _mm512_set1_ps(e.alpha);
   const V bias = add_bias ? L::load(m, e.bias) : L::zero();
-  const int flags = (e.mask ? 16 : 0) | (y && y == C ? 8 : y ? 1 : 0) | (add_c ? 4 : 0) |
-                    (add_bias ? 2 : 0);
+  const int flags = epilogue_flags(e.mask != nullptr, y != nullptr, y == C, add_c, add_bias);
   auto group = [&](auto g, int r) {
     constexpr int G = decltype(g)::value;
     V c[G];
@@ -198,23 +198,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       constexpr int F = decltype(f)::value;
       store_rows<kAct, L, G, F>(c, cr, ldc, yr, ldy, mr, m, bias, alpha);
     };
-    switch (flags) {
-      case 0: store(std::integral_constant<int, 0>{}); break;
-      case 1: store(std::integral_constant<int, 1>{}); break;
-      case 2: store(std::integral_constant<int, 2>{}); break;
-      case 3: store(std::integral_constant<int, 3>{}); break;
-      case 4: store(std::integral_constant<int, 4>{}); break;
-      case 5: store(std::integral_constant<int, 5>{}); break;
-      case 6: store(std::integral_constant<int, 6>{}); break;
-      case 7: store(std::integral_constant<int, 7>{}); break;
-      case 8: store(std::integral_constant<int, 8>{}); break;
-      case 10: store(std::integral_constant<int, 10>{}); break;
-      case 12: store(std::integral_constant<int, 12>{}); break;
-      case 14: store(std::integral_constant<int, 14>{}); break;
-      // The relu mask comes without bias or y (Epilogue::relu_mask).
-      case 16: store(std::integral_constant<int, 16>{}); break;
-      default: store(std::integral_constant<int, 20>{}); break;
-    }
+    with_epilogue_flags(flags, store);
   };
   // Rows in groups of as equal a size as 12 allows: a group's k loop runs one FMA chain per row
   // and an FMA's result is ready 4 cycles later, so a group of fewer than 4 rows waits on it.
