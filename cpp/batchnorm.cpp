@@ -82,11 +82,7 @@ void batchnorm_forward(std::ptrdiff_t B, std::ptrdiff_t F, const float* x, const
                              (1.0f - momentum) * static_cast<float>(var * unbias);
           }
         } else {
-          for (std::ptrdiff_t j = 0; j < n; ++j) {
-            const std::ptrdiff_t c = j0 + j;
-            mean[c] = running_mean[c];
-            inv_std[c] = 1.0f / std::sqrt(running_var[c] + eps);
-          }
+          batchnorm_running_stats(j0, n, running_mean, running_var, eps, mean, inv_std);
         }
         for (std::ptrdiff_t j = j0; j < j0 + n; ++j) scale[j] = gamma[j] * inv_std[j];
       },

@@ -2,9 +2,22 @@
 // row-major float32. Not here: the argument checks (fastmlp.kernels.batchnorm) and B == 1 in
 // training mode, which the callers reject before reaching C++.
 #pragma once
+#include <cmath>
 #include <cstddef>
 
 namespace fastmlp {
+
+// Inference mode's statistics of columns [j0, j0 + n): mean = running_mean and inv_std =
+// 1 / sqrt(running_var + eps), the expressions batchnorm_forward uses (Network::begin_pass needs
+// them without a forward pass).
+inline void batchnorm_running_stats(std::ptrdiff_t j0, std::ptrdiff_t n, const float* running_mean,
+                                    const float* running_var, float eps, float* mean,
+                                    float* inv_std) {
+  for (std::ptrdiff_t c = j0; c < j0 + n; ++c) {
+    mean[c] = running_mean[c];
+    inv_std[c] = 1.0f / std::sqrt(running_var[c] + eps);
+  }
+}
 
 // Training mode: batch mean and biased variance (two passes), y = gamma * (x - mean) * inv_std
 // + beta, and the running statistics updated in place (Keras momentum, unbiased variance).

@@ -284,7 +284,6 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   // The epilogue's choices as template flags (epilogue_flags.h), picked once per group. With
   // y == C (the activation in place) only act(C) is stored.
   const int flags = epilogue_flags(e.mask != nullptr, y != nullptr, y == C, add_c, add_bias);
-  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   auto out = [&](auto f, int r, __m256 v0, __m256 v1) {
     constexpr int F = decltype(f)::value;
     float* c = C + r * ldc;
@@ -296,14 +295,12 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
       v0 = _mm256_add_ps(v0, bias0);
       if (kHi) v1 = _mm256_add_ps(v1, bias1);
     }
-    if constexpr ((F & kFlagMask) != 0) {  // dz_row's relu product: v * ((mask > 0) & 1.0)
+    if constexpr ((F & kFlagMask) != 0) {  // dz_row's relu product: v * relu'(mask)
       const float* mr = e.mask + r * ldc;
       const __m256 m0 = kHi ? _mm256_loadu_ps(mr) : _mm256_maskload_ps(mr, mk.m0);
-      v0 = _mm256_mul_ps(v0, _mm256_and_ps(_mm256_cmp_ps(m0, zero, _CMP_GT_OQ), one));
-      if (kHi) {
-        const __m256 m1 = _mm256_maskload_ps(mr + 8, mk.m1);
-        v1 = _mm256_mul_ps(v1, _mm256_and_ps(_mm256_cmp_ps(m1, zero, _CMP_GT_OQ), one));
-      }
+      v0 = _mm256_mul_ps(v0, grad_vec(m0, Act::relu, alpha));
+      if (kHi)
+        v1 = _mm256_mul_ps(v1, grad_vec(_mm256_maskload_ps(mr + 8, mk.m1), Act::relu, alpha));
     }
     if constexpr ((F & kFlagInPlace) != 0) {
       v0 = exact_act<kAct>(v0, alpha);

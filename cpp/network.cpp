@@ -1,7 +1,6 @@
 #include "network.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -103,10 +102,8 @@ void Network::begin_pass(std::ptrdiff_t B, bool training) {
     const LayerSpec& s = layers_[l];
     if (!s.batchnorm || batch_stats(s)) continue;
     LayerWork& w = work_[l];
-    for (std::ptrdiff_t c = 0; c < s.out; ++c) {
-      w.mean[c] = stats_[s.running_mean + c];
-      w.inv_std[c] = 1.0f / std::sqrt(stats_[s.running_var + c] + s.bn_eps);
-    }
+    batchnorm_running_stats(0, s.out, stats_ + s.running_mean, stats_ + s.running_var, s.bn_eps,
+                            w.mean.data(), w.inv_std.data());
   }
 }
 
