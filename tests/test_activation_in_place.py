@@ -174,3 +174,11 @@ def test_relu_chain_with_a_frozen_middle_layer_trains_as_the_reference(threads, 
         after = m.get_weights()
     np.testing.assert_array_equal(after[2], before[2])  # the frozen layer's W
     assert not np.array_equal(after[0], before[0])
+
+
+def test_in_place_forward_rejects_bad_row_splits():
+    x, W, b = data(4, 6, 3)
+    for split, match in [([0, 7], "row numbers from 0 to 6"), ([1, 6], "row numbers from 0 to 6"),
+                         ([0], "row numbers from 0 to 6"), ([0, 4, 2, 6], "non-decreasing")]:
+        with pytest.raises(ValueError, match=match):
+            _core._dense_forward_in_place(x, W, b, "relu", 0.0, split)
