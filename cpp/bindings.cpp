@@ -5,6 +5,7 @@
 #include "cpu.h"
 #include "dense.h"
 #include "gemm.h"
+#include "network.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -45,6 +46,8 @@ PYBIND11_MODULE(_core, m) {
   // other (same bits either way).
   m.def("dense_side_by_side_enabled", &dense_side_by_side_enabled);
   m.def("_set_dense_side_by_side", &set_dense_side_by_side, py::arg("on"));
+  m.def("input_split_enabled", &input_split_enabled);
+  m.def("_set_input_split", &set_input_split, py::arg("on"));
   m.def("active_isa", [] { return isa_name(active_isa()); });
   m.def("set_isa", [](const std::string& name) {
     Isa isa;

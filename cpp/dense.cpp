@@ -4,6 +4,7 @@
 #include <atomic>
 #include <vector>
 
+#include "act_row.h"
 #include "dz_row.h"
 #include "gemm.h"
 #include "scratch_buffer.h"
@@ -24,6 +25,46 @@ void dense_forward(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O, const f
   ep.act = act;
   ep.alpha = alpha;
   gemm(B, O, I, A, Wop, z, O, ep);
+}
+
+namespace {
+// Below this many multiply-adds the split layer's halves run one after the other, each GEMM
+// split (or not) on its own: a pool wake-up costs more than running side by side saves.
+constexpr std::ptrdiff_t kSplitSideBySideMinMacs = std::ptrdiff_t(1) << 20;
+}  // namespace
+
+void dense_forward_split_input(std::ptrdiff_t B, std::ptrdiff_t I, std::ptrdiff_t O,
+                               const float* x, const float* W, const float* b, Act act,
+                               float alpha, float* y, float* z, std::ptrdiff_t k0, float* part) {
+  // Half 0 goes straight to z, half 1 to part; no epilogue until both are in.
+  auto half = [&](std::ptrdiff_t h) {
+    if (h == 0) gemm(B, O, k0, Operand{x, I, 1}, Operand{W, O, 1}, z, O);
+    else gemm(B, O, I - k0, Operand{x + k0, I, 1}, Operand{W + k0 * O, O, 1}, part, O);
+  };
+  if (num_threads() == 2 && B * I * O >= kSplitSideBySideMinMacs) {
+    parallel_for_affine(even_shares(2), [&](std::ptrdiff_t h) {
+      SerialScope one_thread;
+      half(h);
+    });
+  } else {
+    half(0);
+    half(1);
+  }
+  // z = (half 0 + half 1) + b, then the activation, by rows (the pool's even shares: thread 0
+  // adds the first rows, which it wrote, so each core reads half of the other's output).
+  const std::ptrdiff_t rows_per_chunk = std::max<std::ptrdiff_t>(1, kElementwiseGrain / O);
+  parallel_elementwise(B, rows_per_chunk, [&](std::ptrdiff_t r0, std::ptrdiff_t r1) {
+    for (std::ptrdiff_t r = r0; r < r1; ++r) {
+      float* __restrict zr = z + r * O;
+      const float* __restrict pr = part + r * O;
+      if (b) {
+        for (std::ptrdiff_t j = 0; j < O; ++j) zr[j] = (zr[j] + pr[j]) + b[j];
+      } else {
+        for (std::ptrdiff_t j = 0; j < O; ++j) zr[j] += pr[j];
+      }
+      if (y) act_row_any(act, zr, y + r * O, O, alpha);
+    }
+  });
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,8 @@
 namespace fastmlp {
 namespace {
 
+std::atomic<bool> g_input_split{true};
+
 void check_range(std::ptrdiff_t off, std::ptrdiff_t len, std::ptrdiff_t size, int layer,
                  const char* what) {
   if (off < 0 || len < 0 || off + len > size)
@@ -24,6 +27,21 @@ void check_range(std::ptrdiff_t off, std::ptrdiff_t len, std::ptrdiff_t size, in
 }
 
 }  // namespace
+
+namespace {
+// input_split_point's shape rule, whether or not the cut is enabled (the scratch it needs is
+// reserved either way).
+std::ptrdiff_t split_point_by_shape(const LayerSpec& s) {
+  if (s.index != 0 || s.in < kSplitMinInputs || s.in < 2 * s.out) return 0;
+  return (s.in / 2 + 15) / 16 * 16;
+}
+}  // namespace
+
+std::ptrdiff_t input_split_point(const LayerSpec& s) {
+  return g_input_split.load(std::memory_order_relaxed) ? split_point_by_shape(s) : 0;
+}
+bool input_split_enabled() { return g_input_split.load(); }
+void set_input_split(bool on) { g_input_split.store(on); }
 
 Network::Network(std::vector<LayerSpec> layers, float* params, std::ptrdiff_t n_params,
                  float* stats, std::ptrdiff_t n_stats)
@@ -75,6 +93,7 @@ void Network::reserve(std::ptrdiff_t rows) {
       w.inv_std.resize(s.out);
     }
     if (s.dropout > 0.f) w.mask.resize(n);
+    if (split_point_by_shape(s) > 0) w.part.resize(n);
     widest = std::max({widest, s.in, s.out});
   }
   g0_.resize(static_cast<size_t>(rows * widest));
@@ -139,7 +158,15 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
         training && !w_row_split_[l].empty() ? &w_row_split_[l] : nullptr;
     const std::ptrdiff_t* rs = split ? split->data() : nullptr;
     const int owners = split ? static_cast<int>(split->size()) - 1 : 0;
-    if (keeps_no_z(s)) {
+    const std::ptrdiff_t k0 = input_split_point(s);
+    if (k0 > 0) {
+      // The same outputs as the three dense_forward calls below, by halves of the inputs.
+      const bool bn = s.batchnorm;
+      float* out = keeps_no_z(s) ? a : z;
+      float* y = bn || (keeps_no_z(s) && s.act == Act::identity) ? nullptr : a;
+      dense_forward_split_input(B, s.in, s.out, in, W, b, bn ? Act::identity : s.act, s.alpha,
+                                y, out, k0, w.part.data() + off);
+    } else if (keeps_no_z(s)) {
       // a = act(x W + b) in place (y == C): ReLU's backward reads its mask from a.
       dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha,
                     s.act == Act::identity ? nullptr : a, a, rs, owners);
@@ -148,6 +175,8 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
     } else {
       // z only: y = identity(z) would be a second copy of z, overwritten below.
       dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z, rs, owners);
+    }
+    if (s.batchnorm) {
       // Batch statistics take the whole batch: row shards only run without them, and then
       // the statistics go to this thread's copies (begin_pass wrote the shared ones).
       const bool from_batch = batch_stats(s);

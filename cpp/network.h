@@ -40,6 +40,23 @@ inline bool keeps_no_z(const LayerSpec& s) {
   return !s.batchnorm && s.dropout == 0.f && (s.act == Act::relu || s.act == Act::identity);
 }
 
+// Where the model's first layer cuts its sum over the inputs (dense_forward_split_input), or 0
+// for an uncut layer. For a first layer with at least twice as many inputs as outputs
+// (784-300: mnist): its W is the biggest tensor of the step, read once forward and once by
+// the dW GEMM and never by a dx GEMM (there is no layer below), so each core can keep to the
+// half of W it updates, while the partial sums the cores trade are only (B, O). Layers with
+// more outputs than that (wide's 512-1024) would trade more partial sums than weights. The
+// first layer of the model (index 0, not of this network): a network that starts at a later
+// layer (training on cached frozen outputs) never cuts, exactly as the whole model does not
+// there. At least kSplitMinInputs inputs: below, one GEMM over K is short already. The cut lies
+// on a 16-float boundary (a 64-byte line of x's rows and of W).
+constexpr std::ptrdiff_t kSplitMinInputs = 512;
+std::ptrdiff_t input_split_point(const LayerSpec& s);
+// On by default. Off, no layer is cut (the bits of the uncut GEMM): for A/B measurements and the
+// tests. Read at every forward pass and at the start of every Trainer::run.
+bool input_split_enabled();
+void set_input_split(bool on);
+
 // Activations of one layer for one batch (rows = batch size), kept for the backward pass.
 struct LayerWork {
   std::vector<float> z;        // x @ W + b (empty where keeps_no_z)
@@ -47,6 +64,7 @@ struct LayerWork {
   std::vector<float> a;        // act(u or z), times the dropout mask: the layer's output
   std::vector<float> mask;     // dropout scale per element (training, dropout > 0)
   std::vector<float> mean, inv_std;  // batch-norm statistics used in this pass
+  std::vector<float> part;     // second half's partial sums (input_split_point > 0 only)
 };
 
 class Network {

@@ -94,10 +94,17 @@ std::ptrdiff_t optimizer_tasks(const std::vector<OptimSlot>& slots,
   tasks.clear();
   std::ptrdiff_t total = 0;
   for (std::ptrdiff_t s = 0; s < static_cast<std::ptrdiff_t>(slots.size()); ++s) {
-    const std::ptrdiff_t n = slots[s].n;
+    const std::ptrdiff_t n = slots[s].n, cut = slots[s].owner_cut;
     total += n;
-    for (std::ptrdiff_t b = 0; b < n; b += kOptimChunk)
-      tasks.push_back({s, b, std::min(n, b + kOptimChunk)});
+    for (std::ptrdiff_t b = 0; b < n; b += kOptimChunk) {
+      const std::ptrdiff_t e = std::min(n, b + kOptimChunk);
+      if (cut > b && cut < e) {
+        tasks.push_back({s, b, cut});
+        tasks.push_back({s, cut, e, true});
+      } else {
+        tasks.push_back({s, b, e, cut == b && b > 0});
+      }
+    }
   }
   return total;
 }
@@ -125,6 +132,16 @@ OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t
     ob.b[j] = t;  // t only grows: the ranges are in order
   }
   ob.b[ob.owners] = n_tasks;
+  if (ob.owners == 2) {
+    std::ptrdiff_t start = 0;
+    for (std::ptrdiff_t i = 0; i < n_tasks; ++i) {
+      if (tasks[i].at_owner_cut && 3 * start >= total && 3 * start <= 2 * total) {
+        ob.b[1] = i;
+        break;
+      }
+      start += tasks[i].end - tasks[i].begin;
+    }
+  }
   return ob;
 }
 

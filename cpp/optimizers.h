@@ -32,6 +32,11 @@ struct OptimSlot {
   // invalidation, one line at a time: with the vCPUs on two dies that was 137 ns per line,
   // 2/3 of deep-narrow's optimizer step (bench/NOTES.md, session of 2026-12-07, second part).
   bool stream_param = false;
+  // Optional, 0 < owner_cut < n: a task boundary at this element, and with two owners the second
+  // owner's share starts there (see optimizer_owners), so that a layer whose forward GEMM is cut
+  // along W's rows (dense_forward_split_input) has each half updated by the core that reads it.
+  // A shape rule (never the thread count), as the chunks are: the norm's bits stay the same.
+  std::ptrdiff_t owner_cut = 0;
 };
 
 // The fixed split every optimizer step uses: chunks of kOptimChunk elements per slot, in slot
@@ -50,13 +55,17 @@ struct OptimSlot {
 constexpr std::ptrdiff_t kOptimChunk = 16384;
 struct OptimTask {
   std::ptrdiff_t slot, begin, end;
+  bool at_owner_cut = false;  // begins at its slot's owner_cut
 };
 // Fills tasks (cleared first; a caller's vector keeps its capacity between steps) and returns
 // the total element count.
 std::ptrdiff_t optimizer_tasks(const std::vector<OptimSlot>& slots, std::vector<OptimTask>& tasks);
 // True when a step over `total` elements runs on the calling thread.
 bool optimizer_runs_serially(std::ptrdiff_t total);
-// The owner shares of tasks (one share when optimizer_runs_serially(total)).
+// The owner shares of tasks (one share when optimizer_runs_serially(total)). With two owners
+// and a task at an owner cut whose start lies within the middle third of the elements, the
+// second share starts at that task; otherwise (and with more owners) the shares hold about
+// equal element counts.
 OwnerBounds optimizer_owners(const std::vector<OptimTask>& tasks, std::ptrdiff_t total);
 
 // PyTorch clipping: clip_grad_value_(value), then clip_grad_norm_(norm); nullopt = off.

@@ -344,6 +344,11 @@ double Trainer::optimizer_step(double lr, std::int64_t step, const double* sumsq
 
 void Trainer::plan_weight_owners() {
   const auto& layers = net_.layers();
+  // A first layer cut along W's rows reads rows [0, k0) and [k0, in) on two different cores.
+  for (const LayerSpec& s : layers)
+    for (OptimSlot& slot : slots_)
+      if (s.trainable && slot.param == net_.params() + s.w)
+        slot.owner_cut = input_split_point(s) * s.out;
   const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
   optimizer_owners_ = optimizer_owners(owner_tasks_, total);
   shard_sumsq_.resize(owner_tasks_.size());
@@ -390,7 +395,9 @@ void Trainer::plan_streamed_params() {
   const int lo = net_.lowest_trainable();
   if (!streamed || lo < 0 || shards_for(batch_size_) > 1) return;
   const LayerSpec& s = net_.layers()[static_cast<size_t>(lo)];
-  if (!gemm_packs_b_by_row_owners(batch_size_, s.out, s.in)) return;
+  // A first layer cut along W's rows reads each half on the core that updates it (two owners).
+  const bool reads_own_half = input_split_point(s) > 0 && optimizer_owners_.owners == 2;
+  if (!reads_own_half && !gemm_packs_b_by_row_owners(batch_size_, s.out, s.in)) return;
   for (OptimSlot& slot : slots_)
     if (slot.param == net_.params() + s.w) slot.stream_param = false;
 }
