@@ -26,15 +26,13 @@ void check_range(std::ptrdiff_t off, std::ptrdiff_t len, std::ptrdiff_t size, in
                                 " lies outside its buffer");
 }
 
-}  // namespace
-
-namespace {
 // input_split_point's shape rule, whether or not the cut is enabled (the scratch it needs is
 // reserved either way).
 std::ptrdiff_t split_point_by_shape(const LayerSpec& s) {
   if (s.index != 0 || s.in < kSplitMinInputs || s.in < 2 * s.out) return 0;
   return (s.in / 2 + 15) / 16 * 16;
 }
+
 }  // namespace
 
 std::ptrdiff_t input_split_point(const LayerSpec& s) {
