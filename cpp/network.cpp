@@ -156,24 +156,17 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
         training && !w_row_split_[l].empty() ? &w_row_split_[l] : nullptr;
     const std::ptrdiff_t* rs = split ? split->data() : nullptr;
     const int owners = split ? static_cast<int>(split->size()) - 1 : 0;
-    const std::ptrdiff_t k0 = input_split_point(s);
-    if (k0 > 0) {
-      // The same outputs as the three dense_forward calls below, by halves of the inputs.
-      const bool bn = s.batchnorm;
-      float* out = keeps_no_z(s) ? a : z;
-      float* y = bn || (keeps_no_z(s) && s.act == Act::identity) ? nullptr : a;
-      dense_forward_split_input(B, s.in, s.out, in, W, b, bn ? Act::identity : s.act, s.alpha,
-                                y, out, k0, w.part.data() + off);
-    } else if (keeps_no_z(s)) {
-      // a = act(x W + b) in place (y == C): ReLU's backward reads its mask from a.
-      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha,
-                    s.act == Act::identity ? nullptr : a, a, rs, owners);
-    } else if (!s.batchnorm) {
-      dense_forward(B, s.in, s.out, in, W, b, s.act, s.alpha, a, z, rs, owners);
-    } else {
-      // z only: y = identity(z) would be a second copy of z, overwritten below.
-      dense_forward(B, s.in, s.out, in, W, b, Act::identity, 0.f, nullptr, z, rs, owners);
-    }
+    // What the dense part writes. ReLU and identity layers that keep no z: a = act(x W + b) in
+    // place (y == C; ReLU's backward reads its mask from a). Batch-norm layers: z only
+    // (y = identity(z) would be a second copy of z, overwritten below). Others: z and a.
+    float* out = keeps_no_z(s) ? a : z;
+    const Act act = s.batchnorm ? Act::identity : s.act;
+    float* y = s.batchnorm || (keeps_no_z(s) && s.act == Act::identity) ? nullptr : a;
+    if (const std::ptrdiff_t k0 = input_split_point(s); k0 > 0)
+      dense_forward_split_input(B, s.in, s.out, in, W, b, act, s.alpha, y, out, k0,
+                                w.part.data() + off);
+    else
+      dense_forward(B, s.in, s.out, in, W, b, act, s.alpha, y, out, rs, owners);
     if (s.batchnorm) {
       // Batch statistics take the whole batch: row shards only run without them, and then
       // the statistics go to this thread's copies (begin_pass wrote the shared ones).

@@ -342,13 +342,18 @@ double Trainer::optimizer_step(double lr, std::int64_t step, const double* sumsq
   return 0.0;
 }
 
+std::ptrdiff_t Trainer::weight_slot(const LayerSpec& s) const {
+  for (size_t i = 0; i < slots_.size() && s.trainable; ++i)
+    if (slots_[i].param == net_.params() + s.w) return static_cast<std::ptrdiff_t>(i);
+  return -1;
+}
+
 void Trainer::plan_weight_owners() {
   const auto& layers = net_.layers();
   // A first layer cut along W's rows reads rows [0, k0) and [k0, in) on two different cores.
   for (const LayerSpec& s : layers)
-    for (OptimSlot& slot : slots_)
-      if (s.trainable && slot.param == net_.params() + s.w)
-        slot.owner_cut = input_split_point(s) * s.out;
+    if (const std::ptrdiff_t ws = weight_slot(s); ws >= 0)
+      slots_[static_cast<size_t>(ws)].owner_cut = input_split_point(s) * s.out;
   const std::ptrdiff_t total = optimizer_tasks(slots_, owner_tasks_);
   optimizer_owners_ = optimizer_owners(owner_tasks_, total);
   shard_sumsq_.resize(owner_tasks_.size());
@@ -357,9 +362,7 @@ void Trainer::plan_weight_owners() {
   std::ptrdiff_t split[kMaxOwners + 1];
   for (size_t l = 0; l < layers.size(); ++l) {
     const LayerSpec& s = layers[l];
-    std::ptrdiff_t ws = -1;  // W's slot
-    for (size_t i = 0; i < slots_.size() && s.trainable; ++i)
-      if (slots_[i].param == net_.params() + s.w) ws = static_cast<std::ptrdiff_t>(i);
+    const std::ptrdiff_t ws = weight_slot(s);
     if (ws < 0 || ob.owners < 2) {
       net_.set_weight_row_owners(l, nullptr, 0);
       continue;
@@ -398,8 +401,7 @@ void Trainer::plan_streamed_params() {
   // A first layer cut along W's rows reads each half on the core that updates it (two owners).
   const bool reads_own_half = input_split_point(s) > 0 && optimizer_owners_.owners == 2;
   if (!reads_own_half && !gemm_packs_b_by_row_owners(batch_size_, s.out, s.in)) return;
-  for (OptimSlot& slot : slots_)
-    if (slot.param == net_.params() + s.w) slot.stream_param = false;
+  slots_[static_cast<size_t>(weight_slot(s))].stream_param = false;
 }
 
 namespace {

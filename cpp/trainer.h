@@ -118,6 +118,8 @@ class Trainer {
   // (per run: the thread count may have changed), so the forward pass packs W on the same
   // cores (Operand::row_split); the row-sharded step sums each gradient range there too.
   void plan_weight_owners();
+  // Index in slots_ of layer s's W, or -1 for a frozen layer (it has no slot).
+  std::ptrdiff_t weight_slot(const LayerSpec& s) const;
   // Sets OptimSlot::stream_param for the split plan_weight_owners made (called by it).
   void plan_streamed_params();
   // True when every param, optimizer state and running statistic the steps write is finite.
