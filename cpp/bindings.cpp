@@ -37,6 +37,18 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release release;
     return cross_core_round_trip_ns(ms);
   }, py::arg("ms"));
+  // Private, for tests: the pool's self-check (threads.h), optionally with helpers yielding at
+  // their claims' race points.
+  m.def("_pool_self_check", [](std::int64_t jobs, std::uint64_t seed, bool delays) {
+    PoolCheck c;
+    {
+      py::gil_scoped_release release;
+      set_pool_delays(delays);
+      c = pool_self_check(jobs, seed);
+      set_pool_delays(false);
+    }
+    return py::make_tuple(c.jobs, c.returned_early, c.bad_counts, c.late_or_repeated);
+  }, py::arg("jobs"), py::arg("seed"), py::arg("delays"));
   // Private, for tests and A/B runs: the AVX-512 pair kernel on or off (same bits either way).
   m.def("gemm_avx512_enabled", &gemm_avx512_enabled);
   m.def("_set_gemm_avx512", [](bool on) {

@@ -44,6 +44,8 @@
 namespace fastmlp {
 namespace {
 
+std::atomic<bool> g_pool_delays{false};
+
 int default_threads() {
   if (const char* env = std::getenv("FASTMLP_NUM_THREADS")) {
     char* end = nullptr;
@@ -87,7 +89,10 @@ class Pool {
     grow(helpers);
     const uint64_t gen = (job_word_.load() >> 16) + 1;
     fn_ = &fn;
-    n_tasks_.store(n_tasks, std::memory_order_relaxed);
+    // A plain job's claims stop at its own task count, read with its generation in one word
+    // (see work); an affine job takes no claim from next_ at all.
+    plain_limit_.store(tag(gen) | static_cast<uint64_t>(n_owners ? 0 : n_tasks),
+                       std::memory_order_relaxed);
     error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     // Owners past the helpers (a pool smaller than the ranges) are served by stealing: their
@@ -173,6 +178,11 @@ class Pool {
   // (the compare-exchange fails on the tag) nor call the wrong function.
   static uint64_t tag(uint64_t gen) { return (gen & 0xffffffffull) << 32; }
 
+  // The test hook of set_pool_delays: give the core away at a claim's race points.
+  static void maybe_delay() {
+    if (g_pool_delays.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+
   void run_task(std::ptrdiff_t t) {
     try {
       (*fn_)(t);
@@ -244,18 +254,31 @@ class Pool {
     }
   }
 
+  // A helper may come late: its job done, and the next one being set up or running. Every claim
+  // it makes is then refused by the generation tags, in either mode and whichever job's mode it
+  // read. The task count it compares with must be its own job's too: read separately, the next
+  // job's larger count once let a late helper claim the index just past its job's last task
+  // from a counter the next job had not yet reset, then run that task of the next job (whose
+  // function was already set), which the next job ran again; the caller, counting one task
+  // too many, returned before its last task had finished. Caught by pool_self_check with
+  // delays, and in training as a rare wrong step or a crash (bench/NOTES.md).
   void work(uint64_t gen, int id) {
+    maybe_delay();
     const int n_owners = n_owners_.load(std::memory_order_acquire);
-    // A late helper may read the next job's mode; the tags then refuse its claims either way.
     if (n_owners > 0) {
       work_affine(gen, id, std::min(n_owners, kMaxOwners));
       return;
     }
+    const uint64_t limit = plain_limit_.load(std::memory_order_acquire);
+    if ((limit & ~0xffffffffull) != tag(gen)) return;  // another job's count: not ours to help
+    const uint64_t n_tasks = limit & 0xffffffffull;  // 0 for an affine job
+    maybe_delay();
     uint64_t v = next_.load(std::memory_order_acquire);
     for (;;) {
       if ((v & ~0xffffffffull) != tag(gen)) return;  // a later job: not ours to help
       const uint64_t t = v & 0xffffffffull;
-      if (t >= static_cast<uint64_t>(n_tasks_.load(std::memory_order_relaxed))) return;
+      if (t >= n_tasks) return;
+      maybe_delay();
       if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
                                        std::memory_order_acquire))
         continue;
@@ -294,8 +317,9 @@ class Pool {
   std::mutex job_mutex_, sleep_mutex_, error_mutex_;
   std::condition_variable cv_;
   const std::function<void(std::ptrdiff_t)>* fn_ = nullptr;
-  // Read by late helpers while a new job writes it (the compare-exchange then fails): atomic.
-  std::atomic<std::ptrdiff_t> n_tasks_{0};
+  // tag(generation) | task count of the current plain job (0 for an affine one); read by late
+  // helpers while a new job writes it: atomic.
+  std::atomic<uint64_t> plain_limit_{0};
   std::atomic<uint64_t> next_{0};   // tag(generation) | index of the next unclaimed task
   std::atomic<std::ptrdiff_t> done_{0};  // tasks finished in the current job
   std::atomic<int> sleepers_{0};
@@ -324,11 +348,22 @@ thread_local int t_serial_depth = 0;
 SerialScope::SerialScope() { ++t_serial_depth; }
 SerialScope::~SerialScope() { --t_serial_depth; }
 
+void set_pool_delays(bool on) { g_pool_delays.store(on); }
+
 int num_threads() { return t_serial_depth > 0 ? 1 : Pool::get().threads(); }
 void set_num_threads(int n) { Pool::get().set_threads(std::min(n, 0xffff)); }
 
 void run_on_pool(std::ptrdiff_t n_tasks, const std::function<void(std::ptrdiff_t)>& fn) {
-  Pool::get().run(n_tasks, fn);
+  // The claim counter holds a task index in 32 bits: bigger jobs go in slices.
+  constexpr std::ptrdiff_t kMaxJob = 0xffffffffll;
+  if (n_tasks <= kMaxJob) {
+    Pool::get().run(n_tasks, fn);
+    return;
+  }
+  for (std::ptrdiff_t base = 0; base < n_tasks; base += kMaxJob) {
+    const std::function<void(std::ptrdiff_t)> slice = [&](std::ptrdiff_t t) { fn(base + t); };
+    Pool::get().run(std::min(kMaxJob, n_tasks - base), slice);
+  }
 }
 
 void run_on_pool_affine(int n_owners, const std::ptrdiff_t* bounds,

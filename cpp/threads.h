@@ -6,6 +6,7 @@
 // identical whatever the thread count and whichever thread runs a task.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace fastmlp {
@@ -137,6 +138,18 @@ void parallel_elementwise(std::ptrdiff_t n, std::ptrdiff_t grain, F&& fn) {
 // runs both vCPUs on one CPU die, ~300-400 ns while it runs them far apart, where the mnist
 // step is 1.5-1.6x slower.
 double cross_core_round_trip_ns(int ms);
+
+// Private, for tests. set_pool_delays(true) makes the pool's helpers yield their core at the
+// points of a claim where a helper late for its job can meet the next one, so that such
+// interleavings, rare on their own, come up in a short test. pool_self_check runs `jobs` jobs
+// of 2-64 tasks (plain, affine, affine with kept tasks), each task counting its own runs, and
+// reports the jobs that returned before their tasks had finished and the tasks that ran other
+// than exactly once.
+void set_pool_delays(bool on);
+struct PoolCheck {
+  std::int64_t jobs = 0, returned_early = 0, bad_counts = 0, late_or_repeated = 0;
+};
+PoolCheck pool_self_check(std::int64_t jobs, std::uint64_t seed);
 
 // Elements per task of the elementwise passes between GEMMs (activation, dz = dy * act'(z)):
 // 32 KiB of each stream, so a 256 x 64 layer's pass (16k elements) is split between two cores
