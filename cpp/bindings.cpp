@@ -49,6 +49,8 @@ PYBIND11_MODULE(_core, m) {
     }
     return py::make_tuple(c.jobs, c.returned_early, c.bad_counts, c.late_or_repeated);
   }, py::arg("jobs"), py::arg("seed"), py::arg("delays"));
+  // Private, for stress runs: the same yields on every job until turned off.
+  m.def("_set_pool_delays", &set_pool_delays, py::arg("on"));
   // Private, for tests and A/B runs: the AVX-512 pair kernel on or off (same bits either way).
   m.def("gemm_avx512_enabled", &gemm_avx512_enabled);
   m.def("_set_gemm_avx512", [](bool on) {
