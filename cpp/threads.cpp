@@ -260,8 +260,9 @@ class Pool {
   // job's larger count once let a late helper claim the index just past its job's last task
   // from a counter the next job had not yet reset, then run that task of the next job (whose
   // function was already set), which the next job ran again; the caller, counting one task
-  // too many, returned before its last task had finished. Caught by pool_self_check with
-  // delays, and in training as a rare wrong step or a crash (bench/NOTES.md).
+  // too many, returned before its last task had finished. Seen in training as a rare wrong
+  // step, and plausibly the rare crashes (bench/NOTES.md, 2026-12-07); pool_self_check with
+  // delays catches it in a second.
   void work(uint64_t gen, int id) {
     maybe_delay();
     const int n_owners = n_owners_.load(std::memory_order_acquire);
