@@ -3,8 +3,9 @@
 A helper that comes late for its job (preempted between reading the job and claiming a task) can
 meet the next job being set up. Until 2026-12-07 such a helper could claim the index just past
 its job's last task and run that task of the next job, which then ran it again and returned one
-task early: a wrong training step about once in 10^4 short batch-norm trainings on 3 threads,
-and a crash when the early return freed what the straggling task still used. These interleavings
+task early: a wrong training step about once in 10^4 short batch-norm trainings on 3 threads
+(and plausibly the rare crashes of bench/NOTES.md, when a straggling task still used what the
+early return had freed). These interleavings
 are rare on their own, so the check makes the pool's helpers yield their core at the claim's race
 points (_core._pool_self_check's `delays`); before the fix it reported 29 early returns in 100,000
 jobs on 2 threads.
