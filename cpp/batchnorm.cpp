@@ -15,6 +15,7 @@
 
 #include "batchnorm_impl.h"
 #include "cpu.h"
+#include "scratch_buffer.h"
 #include "threads.h"
 
 #define FASTMLP_BN_NS portable
@@ -52,11 +53,11 @@ const BatchnormLoops& loops() {
 void batchnorm_forward(std::ptrdiff_t B, std::ptrdiff_t F, const float* x, const float* gamma,
                        const float* beta, float* running_mean, float* running_var,
                        bool training, float momentum, float eps, float* y, float* mean,
-                       float* inv_std) {
+                       float* inv_std, float* work) {
   const BatchnormLoops& L = loops();
   const bool serial = B * F < kSerialBelow;
-  std::vector<float> scale_buf(static_cast<size_t>(F));
-  float* const scale = scale_buf.data();
+  std::vector<float> own;  // only where the caller passed no scratch
+  float* const scale = work ? work : grown(own, static_cast<size_t>(batchnorm_forward_work(F)));
   parallel_for(
       n_chunks(F, kTaskCols),
       [&](std::ptrdiff_t t) {
@@ -98,6 +99,13 @@ void batchnorm_forward(std::ptrdiff_t B, std::ptrdiff_t F, const float* x, const
   });
 }
 
+std::ptrdiff_t batchnorm_forward_work(std::ptrdiff_t F) { return F; }  // gamma * inv_std
+
+// The block sums of dy and dy * xhat (2 x n_blocks x F), then the factors of dx (F).
+std::ptrdiff_t batchnorm_backward_work(std::ptrdiff_t B, std::ptrdiff_t F) {
+  return (2 * n_chunks(B, kRows) + 1) * F;
+}
+
 // dy (B, F), x (B, F), gamma/mean/inv_std (F) -> dx (B, F), dgamma (F), dbeta (F).
 //
 // Row blocks, not column blocks: dx needs the batch sums of every column first, so x and dy are
@@ -110,13 +118,14 @@ void batchnorm_forward(std::ptrdiff_t B, std::ptrdiff_t F, const float* x, const
 //   3. per block of rows, dx.
 void batchnorm_backward(std::ptrdiff_t B, std::ptrdiff_t F, const float* dy, const float* x,
                         const float* gamma, const float* mean, const float* inv_std, float* dx,
-                        float* dgamma, float* dbeta) {
+                        float* dgamma, float* dbeta, float* work) {
   const std::ptrdiff_t n_blocks = n_chunks(B, kRows);
   const bool serial = B * F < kSerialBelow;
-  // Block sums: [block][column] for dy, then for dy * xhat.
-  std::vector<float> part(static_cast<size_t>(2 * n_blocks * F));
-  float* const part_b = part.data();
-  float* const part_g = part.data() + n_blocks * F;
+  std::vector<float> own;  // only where the caller passed no scratch
+  if (!work) work = grown(own, static_cast<size_t>(batchnorm_backward_work(B, F)));
+  // Block sums: [block][column] for dy, then for dy * xhat; then the per-column factors.
+  float* const part_b = work;
+  float* const part_g = work + n_blocks * F;
   const BatchnormLoops& L = loops();
   // Rows in contiguous shares, the same in passes 1 and 3, so each thread re-reads in pass 3
   // the dy and x rows it read in pass 1 from its own cache (lines the other core just read
@@ -130,8 +139,7 @@ void batchnorm_backward(std::ptrdiff_t B, std::ptrdiff_t F, const float* dy, con
       },
       serial);
   // Per-column factors of dx = k * (B * dy - dbeta - xhat * dgamma), k = gamma * inv_std / B.
-  std::vector<float> factors(static_cast<size_t>(F));
-  float* const k = factors.data();
+  float* const k = work + 2 * n_blocks * F;
   const float fB = static_cast<float>(B);
   parallel_for(
       n_chunks(F, kCombineCols),

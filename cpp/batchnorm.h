@@ -22,15 +22,20 @@ inline void batchnorm_running_stats(std::ptrdiff_t j0, std::ptrdiff_t n, const f
 // Training mode: batch mean and biased variance (two passes), y = gamma * (x - mean) * inv_std
 // + beta, and the running statistics updated in place (Keras momentum, unbiased variance).
 // Inference mode: mean/inv_std come from the running statistics, which are left untouched.
+// work: batchnorm_forward_work(F) floats of scratch, or null to allocate them here (the
+// training step passes its own: it allocates nothing).
 void batchnorm_forward(std::ptrdiff_t B, std::ptrdiff_t F, const float* x, const float* gamma,
                        const float* beta, float* running_mean, float* running_var,
                        bool training, float momentum, float eps, float* y, float* mean,
-                       float* inv_std);
+                       float* inv_std, float* work = nullptr);
+std::ptrdiff_t batchnorm_forward_work(std::ptrdiff_t F);
 
 // Training-mode gradients: dbeta = sum_b dy, dgamma = sum_b dy * xhat,
 // dx = gamma * inv_std / B * (B * dy - dbeta - xhat * dgamma).
+// work: batchnorm_backward_work(B, F) floats of scratch, or null to allocate them here.
 void batchnorm_backward(std::ptrdiff_t B, std::ptrdiff_t F, const float* dy, const float* x,
                         const float* gamma, const float* mean, const float* inv_std, float* dx,
-                        float* dgamma, float* dbeta);
+                        float* dgamma, float* dbeta, float* work = nullptr);
+std::ptrdiff_t batchnorm_backward_work(std::ptrdiff_t B, std::ptrdiff_t F);
 
 }  // namespace fastmlp

@@ -9,6 +9,7 @@
 
 #include "cpu.h"
 #include "losses_impl.h"
+#include "scratch_buffer.h"
 #include "threads.h"
 
 namespace fastmlp {
@@ -119,7 +120,10 @@ double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* lo
                              const std::int64_t* labels, float* dlogits) {
   const std::ptrdiff_t rows = C >= kChunkElems ? 1 : kChunkElems / C;
   const std::ptrdiff_t n_tasks = n_chunks(B, rows);
-  std::vector<double> partial(n_tasks);
+  // Per calling thread, only grown: a step allocates nothing (with sample weights this runs
+  // once per row). Named through a pointer: the pool's workers run the lambda below.
+  thread_local std::vector<double> partial_storage;
+  double* const partial = grown(partial_storage, static_cast<size_t>(n_tasks));
   const float inv_B = 1.0f / static_cast<float>(B);
   const auto rows_fn = softmax_rows_fn();
   parallel_for(
@@ -130,7 +134,7 @@ double softmax_cross_entropy(std::ptrdiff_t B, std::ptrdiff_t C, const float* lo
       },
       B * C < kSerialBelow);
   double loss = 0.0;
-  for (double p : partial) loss += p;
+  for (std::ptrdiff_t t = 0; t < n_tasks; ++t) loss += partial[t];
   return loss / static_cast<double>(B);
 }
 
@@ -148,7 +152,8 @@ double mse_part(std::ptrdiff_t i0, std::ptrdiff_t i1, std::ptrdiff_t N, const fl
 // pred (N), target (N) -> dpred (N); returns the mean squared error.
 double mse(std::ptrdiff_t N, const float* pred, const float* target, float* dpred) {
   const std::ptrdiff_t n_tasks = n_chunks(N, kChunkElems);
-  std::vector<double> partial(n_tasks);
+  thread_local std::vector<double> partial_storage;  // as in softmax_cross_entropy
+  double* const partial = grown(partial_storage, static_cast<size_t>(n_tasks));
   const float fN = static_cast<float>(N);
   parallel_for(
       n_tasks,
@@ -159,7 +164,7 @@ double mse(std::ptrdiff_t N, const float* pred, const float* target, float* dpre
       },
       N < kSerialBelow);
   double loss = 0.0;
-  for (double p : partial) loss += p;
+  for (std::ptrdiff_t t = 0; t < n_tasks; ++t) loss += partial[t];
   return loss / static_cast<double>(N);
 }
 

@@ -78,7 +78,7 @@ int Network::lowest_trainable() const {
 
 void Network::reserve(std::ptrdiff_t rows) {
   if (rows <= rows_) return;
-  std::ptrdiff_t widest = 0;
+  std::ptrdiff_t widest = 0, bn_work = 0;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& s = layers_[l];
     LayerWork& w = work_[l];
@@ -89,6 +89,7 @@ void Network::reserve(std::ptrdiff_t rows) {
       w.u.resize(n);
       w.mean.resize(s.out);
       w.inv_std.resize(s.out);
+      bn_work = std::max(bn_work, batchnorm_backward_work(rows, s.out));
     }
     if (s.dropout > 0.f) w.mask.resize(n);
     if (split_point_by_shape(s) > 0) w.part.resize(n);
@@ -96,6 +97,7 @@ void Network::reserve(std::ptrdiff_t rows) {
   }
   g0_.resize(static_cast<size_t>(rows * widest));
   g1_.resize(static_cast<size_t>(rows * widest));
+  bn_work_.resize(static_cast<size_t>(bn_work));
   widest_ = widest;
   rows_ = rows;
 }
@@ -171,14 +173,16 @@ void Network::forward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x,
       // Batch statistics take the whole batch: row shards only run without them, and then
       // the statistics go to this thread's copies (begin_pass wrote the shared ones).
       const bool from_batch = batch_stats(s);
-      thread_local std::vector<float> own_mean, own_inv_std;
+      thread_local std::vector<float> own_mean, own_inv_std, bn_work;
       float* mean = from_batch ? w.mean.data() : grown(own_mean, static_cast<size_t>(s.out));
       float* inv_std =
           from_batch ? w.inv_std.data() : grown(own_inv_std, static_cast<size_t>(s.out));
       float* u = w.u.data() + off;
+      // The kernel's scratch from this thread's buffer, so a step allocates nothing.
+      float* work = grown(bn_work, static_cast<size_t>(batchnorm_forward_work(s.out)));
       batchnorm_forward(B, s.out, z, params_ + s.gamma, params_ + s.beta,
                         stats_ + s.running_mean, stats_ + s.running_var, from_batch,
-                        s.bn_momentum, s.bn_eps, u, mean, inv_std);
+                        s.bn_momentum, s.bn_eps, u, mean, inv_std, work);
       parallel_elementwise(n, kElementwiseGrain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi) {
         act_row_any(s.act, u + lo, a + lo, hi - lo, s.alpha);
       });
@@ -253,7 +257,7 @@ void Network::backward_rows(std::ptrdiff_t r0, std::ptrdiff_t r1, const float* x
     float* dz = g;
     if (batch_stats(s)) {
       batchnorm_backward(B, s.out, du, z, params_ + s.gamma, w.mean.data(), w.inv_std.data(),
-                         dz, grads + s.gamma, grads + s.beta);
+                         dz, grads + s.gamma, grads + s.beta, bn_work_.data());
     } else {
       // Inference-mode normalisation is affine in z: dz = du * gamma * inv_std.
       const float* gamma = params_ + s.gamma;

@@ -130,6 +130,9 @@ class Network {
   std::vector<LayerWork> work_;
   std::vector<std::vector<std::ptrdiff_t>> w_row_split_;  // per layer, empty: unknown
   std::vector<float> g0_, g1_;  // ping-pong gradient buffers (rows x widest layer)
+  // batchnorm_backward's scratch, for the widest batch-norm layer at rows_ rows (the backward
+  // pass runs its layers one at a time, and only on whole batches).
+  std::vector<float> bn_work_;
   std::ptrdiff_t rows_ = 0, widest_ = 0;
   std::ptrdiff_t batch_rows_ = 0;  // rows of the current pass (all shards together)
   bool training_pass_ = false;

@@ -11,6 +11,7 @@
 #include "gemm.h"
 #include "loss_bce.h"
 #include "losses.h"
+#include "scratch_buffer.h"
 #include "threads.h"
 
 namespace fastmlp {
@@ -64,6 +65,12 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   wb_.resize(static_cast<size_t>(batch_size_));
   dout_.resize(static_cast<size_t>(batch_size_ * O));
   if (updates_stats_) stats_before_.resize(static_cast<size_t>(n_stats_));
+  if (reg_.max_norm > 0.0) {
+    std::ptrdiff_t widest = 0;
+    for (const LayerSpec& s : net_.layers()) widest = std::max(widest, s.out);
+    max_norm_sums_.resize(static_cast<size_t>(widest));
+    max_norm_scale_.resize(static_cast<size_t>(widest));
+  }
   net_.reserve(batch_size_);
   std::ptrdiff_t trainable = 0;
   for (const OptimSlot& s : slots_) trainable += s.n;
@@ -300,17 +307,19 @@ void Trainer::add_penalty_grads() {
 
 void Trainer::apply_max_norm() {
   if (!(reg_.max_norm > 0.0)) return;
-  std::vector<double> norms;
+  // The trainer's own buffers, grown once: a step allocates nothing.
   for (const LayerSpec& s : net_.layers()) {
     if (!s.trainable) continue;
     float* W = net_.params() + s.w;
-    norms.assign(static_cast<size_t>(s.out), 0.0);
+    double* norms = grown(max_norm_sums_, static_cast<size_t>(s.out));
+    std::fill(norms, norms + s.out, 0.0);
     for (std::ptrdiff_t i = 0; i < s.in; ++i)
       for (std::ptrdiff_t j = 0; j < s.out; ++j) {
         const double w = W[i * s.out + j];
         norms[j] += w * w;
       }
-    std::vector<float> scale(static_cast<size_t>(s.out), 1.f);
+    float* scale = grown(max_norm_scale_, static_cast<size_t>(s.out));
+    std::fill(scale, scale + s.out, 1.f);
     bool any = false;
     for (std::ptrdiff_t j = 0; j < s.out; ++j) {
       const double norm = std::sqrt(norms[j]);
