@@ -135,6 +135,18 @@ def test_odd_sizes_on_every_isa(shape, isa_name):
                         batch_size=8, steps=5))
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
+def test_batch_gather_of_narrow_rows(width):
+    # The engine gathers each batch's rows of X and of the regression targets; rows of up to 8
+    # floats are copied by fixed-size moves, wider ones by memcpy. A wrong row or width there
+    # trains on other data than the reference's X[idx], y[idx].
+    rng = np.random.default_rng(width)
+    model = fastmlp.MLP([width, 6, width], seed=width)
+    X, y = make_data(rng, "mse", 40, width, width)
+    check(*run_both(model, X, y, loss="mse", optimizer="sgd", hyper={"momentum": 0.9},
+                    batch_size=8, steps=5))
+
+
 def test_learning_rate_per_step_is_used():
     rng = np.random.default_rng(12)
     model = fastmlp.MLP([4, 8, 2], seed=13)
