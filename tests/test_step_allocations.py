@@ -136,14 +136,18 @@ CASES = [
 def shim(tmp_path_factory):
     if not sys.platform.startswith("linux"):
         pytest.skip("the allocation probe is an LD_PRELOAD shim: Linux only")
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the allocation probe with")
+    # A C compiler, or the C++ one that built the package told to read C (-x c).
+    names = [os.environ.get("CC", "cc"), "gcc", "clang"]
+    found = [(c, []) for c in names if shutil.which(c)]
+    found += [(c, ["-x", "c"]) for c in ("c++", "g++", "clang++") if shutil.which(c)]
+    if not found:
+        pytest.skip("no C or C++ compiler to build the allocation probe with")
+    cc, lang = found[0]
     d = tmp_path_factory.mktemp("alloc_probe")
     (d / "probe.c").write_text(SHIM)
     so = d / "probe.so"
-    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(so), str(d / "probe.c"), "-ldl"],
-                   check=True, capture_output=True)
+    subprocess.run([shutil.which(cc), *lang, "-O2", "-shared", "-fPIC", "-o", str(so),
+                    str(d / "probe.c"), "-ldl"], check=True, capture_output=True)
     return so
 
 
