@@ -85,6 +85,14 @@ PEAK_N = 2048
 PEAK = "numpy 2048^3 matmul"  # a contender in every case's race
 PROBE = "cross-core probe"  # another: records where the host runs the two vCPUs
 FAR_NS = 150  # cross-core round trips above this: vCPUs far apart (bench/bench_placement.py)
+# A third: 262,144 random reads (NumPy take) from an 8 MB buffer on one thread, called back to
+# back in its turn of the race. About 1.65 ns a read while the buffer stays in the L3 (shared
+# with the host's other tenants), 8.9 ns from DRAM: it shows minutes in which the host's
+# traffic evicts what the step keeps in the L3 between steps, the optimizer state among it
+# (bench/NOTES.md, seventh part).
+MEMORY_PROBE = "L3 probe"
+MEMORY_PROBE_FLOATS = 2 << 20
+MEMORY_PROBE_READS = 1 << 18
 
 
 def peak_matmul():
@@ -250,6 +258,8 @@ def run_cases(torch, peak, cfg):
     race a minute later, 46% and 76% of the same start-of-run peak."""
     results = {}
     matmul = peak_matmul()
+    probe_buf = np.ones(MEMORY_PROBE_FLOATS, np.float32)
+    probe_idx = np.random.default_rng(0).integers(0, MEMORY_PROBE_FLOATS, MEMORY_PROBE_READS)
     for name, sizes, batch, bn, loss, k in CASES:
         k = max(1, k // cfg["k_div"])
         t0 = time.perf_counter()
@@ -261,11 +271,13 @@ def run_cases(torch, peak, cfg):
                                           batch, loss, k)
         runs[PEAK] = matmul
         trips = []  # the host's placement of the two vCPUs, probed in every round
-        runs = {PROBE: lambda: trips.append(_core._cross_core_round_trip_ns(2)), **runs}
+        runs = {PROBE: lambda: trips.append(_core._cross_core_round_trip_ns(2)),
+                MEMORY_PROBE: lambda: probe_buf.take(probe_idx), **runs}
         samples = race_samples(runs, repeats=cfg["repeats"], warmup=cfg["warmup"],
                                min_time=0.05, cooldown=cfg["cooldown"])
         peak_s = samples.pop(PEAK)
         samples.pop(PROBE)
+        memory_s = float(np.median(samples.pop(MEMORY_PROBE)))
         t = {c: float(np.median(s)) / k for c, s in samples.items()}
         flops = step_flops(sizes, batch)
         gflops = flops / t["fastmlp"] / 1e9
@@ -279,7 +291,8 @@ def run_cases(torch, peak, cfg):
                              raced_frac=gflops / raced_peak,
                              raced_peak=raced_peak, paired_frac=float(paired), sizes=sizes,
                              batch=batch, k=k,
-                             far=float(np.mean(np.array(trips) > FAR_NS)) if trips else None)
+                             far=float(np.mean(np.array(trips) > FAR_NS)) if trips else None,
+                             memory=memory_s)
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return results
 
@@ -465,7 +478,8 @@ def report(torch, peak, res, scaling, e2e, pairs, pairs_seconds, markdown):
     heads = ["case", "batch", "fastmlp", "fastmlp.train", "numpy loop"]
     heads += ["torch", "torch/fastmlp"] if has_torch else []
     heads += ["numpy/fastmlp", "fastmlp GFLOP/s", "of start peak", "raced peak GFLOP/s",
-              "of raced peak", "paired by round", "vCPUs far apart", "first-step loss agree"]
+              "of raced peak", "paired by round", "vCPUs far apart", "L3 probe",
+              "first-step loss agree"]
     rows = []
     for name, r in res.items():
         t = r["t"]
@@ -477,6 +491,7 @@ def report(torch, peak, res, scaling, e2e, pairs, pairs_seconds, markdown):
                 f"{r['peak_frac']:.0%}", f"{r['raced_peak']:.1f}", f"{r['raced_frac']:.0%}",
                 f"{r['paired_frac']:.0%}",
                 "n/a" if r["far"] is None else f"{r['far']:.0%} of probes",
+                f"{r['memory'] / MEMORY_PROBE_READS * 1e9:.2f} ns/read",
                 f"{r['agree']:.1e}"]
         rows.append(row)
     table(heads, rows, markdown)
@@ -494,7 +509,12 @@ def report(torch, peak, res, scaling, e2e, pairs, pairs_seconds, markdown):
           "(for information). 'vCPUs far apart': share of the race's cross-core "
           f"probes (cache-line round trip between the two CPUs) above {FAR_NS} ns, where the "
           "host ran the two vCPUs on different dies and the 2-thread mnist step is ~1.6x "
-          "slower (bench/bench_placement.py, bench/NOTES.md). 'agree': largest relative "
+          "slower (bench/bench_placement.py, bench/NOTES.md). 'L3 probe': median time per "
+          "read of 262,144 random one-thread reads from an 8 MB buffer, timed in the same race "
+          "(~1.65 ns while the buffer stays in the L3, ~8.9 ns from DRAM on this host): high "
+          "values mark minutes in which the host's other tenants evict the L3, where the "
+          "step's optimizer state waits between steps (bench/NOTES.md, seventh part). "
+          "'agree': largest relative "
           "difference of the contenders' first-step losses from the same weights and batch.\n")
 
     print("## Thread scaling (median per step)\n")

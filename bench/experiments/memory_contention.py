@@ -1,14 +1,19 @@
-"""Does the host's memory traffic move the mnist step? A probe and the step, alternated.
+"""Does the host's memory traffic move the mnist step, or the vCPU's speed? Probes and the step, alternated.
 
     PYTHONPATH=python python bench/experiments/memory_contention.py SECONDS
 
-Each round times a probe (two NumPy sums over an 8 MB float32 buffer, one thread: its time
-follows how much of the buffer the L3 kept and how busy the memory system is) and then one
-engine call of the benchmark's mnist case (784-300-100-10, batch 200, Adam + clip_norm,
-2 threads, 10 steps), tagged near/far by the cross-core round trip (bench_placement.py). Prints
-the mnist step's median over the rounds in the probe's fastest and slowest quartiles (near
-rounds only) and the rank correlation of the two times. On 2026-12-07 (bench/NOTES.md, seventh
-part): 1348 against 1553 us, rank correlation 0.54, over 6,895 near rounds in 150 s.
+Each round times two probes and then one engine call of the benchmark's mnist case
+(784-300-100-10, batch 200, Adam + clip_norm, 2 threads, 10 steps), tagged near/far by the
+cross-core round trip (bench_placement.py):
+  memory probe: 262,144 random reads (NumPy take) from an 8 MB buffer, one thread. On this host
+                1.65 ns a read while the buffer sits in the L3, 8.9 ns from DRAM (a 64 MB
+                buffer): its time follows how much of the buffer the L3, shared with the host's
+                other tenants, kept;
+  cpu probe:    NumPy's float32 sum over a 1 MB buffer, one thread: compute-bound (0.16 ns a
+                float from L2 to DRAM alike), so it follows the calling vCPU's speed (clock,
+                a busy SMT sibling), not memory.
+Prints, for each probe, the mnist step's median over the near rounds in the probe's fastest
+and slowest quartiles, and the rank correlations. Results: bench/NOTES.md, seventh part.
 """
 import sys
 import time
@@ -32,31 +37,39 @@ def main(seconds: float) -> None:
     X, y, order = case_data(sizes, batch, loss, k)
     model = fastmlp.MLP(sizes, batchnorm=bn, seed=0)
     run, _ = engine_steps(model, X, targets(model, y, loss, len(X)), order, batch, loss, k)
-    buf = np.ones(2 << 20, np.float32)  # 8 MB
+    rng = np.random.default_rng(0)
+    mem = np.ones(2 << 20, np.float32)  # 8 MB
+    idx = rng.integers(0, mem.size, 1 << 18)
+    cpu = np.ones(1 << 18, np.float32)  # 1 MB
     for _ in range(5):
         run()
-        buf.sum()
+        mem.take(idx)
+        cpu.sum()
     rows = []
     t_end = time.time() + seconds
     while time.time() < t_end:
-        buf.sum()
         t0 = time.perf_counter()
-        buf.sum()
-        buf.sum()
+        mem.take(idx)
         t1 = time.perf_counter()
-        run()
+        cpu.sum()
+        cpu.sum()
         t2 = time.perf_counter()
-        rows.append((t1 - t0, (t2 - t1) / k, _core._cross_core_round_trip_ns(5)))
+        run()
+        t3 = time.perf_counter()
+        rows.append((t1 - t0, t2 - t1, (t3 - t2) / k, _core._cross_core_round_trip_ns(5)))
     a = np.array(rows)
-    near = a[a[:, 2] < 150]
-    q25, q50, q75 = np.quantile(near[:, 0], [0.25, 0.5, 0.75])
-    fast, slow = near[near[:, 0] <= q25], near[near[:, 0] >= q75]
-    print(f"{len(a)} rounds, {len(near)} with the vCPUs near")
-    print(f"probe: p25 {q25 * 1e6:.0f} us, median {q50 * 1e6:.0f} us, p75 {q75 * 1e6:.0f} us")
-    print(f"mnist step, near: {np.median(fast[:, 1]) * 1e6:.0f} us in the probe's fastest "
-          f"quartile, {np.median(slow[:, 1]) * 1e6:.0f} us in its slowest, "
-          f"{np.median(near[:, 1]) * 1e6:.0f} us overall")
-    print(f"rank correlation: {np.corrcoef(ranks(near[:, 0]), ranks(near[:, 1]))[0, 1]:.2f}")
+    near = a[a[:, 3] < 150]
+    print(f"{len(a)} rounds, {len(near)} with the vCPUs near; mnist step median "
+          f"{np.median(near[:, 2]) * 1e6:.0f} us")
+    for col, name in ((0, "memory probe"), (1, "cpu probe")):
+        q25, q50, q75 = np.quantile(near[:, col], [0.25, 0.5, 0.75])
+        fast, slow = near[near[:, col] <= q25], near[near[:, col] >= q75]
+        rho = np.corrcoef(ranks(near[:, col]), ranks(near[:, 2]))[0, 1]
+        print(f"{name}: p25 {q25 * 1e6:.0f} us, median {q50 * 1e6:.0f} us, p75 {q75 * 1e6:.0f} us; "
+              f"mnist step {np.median(fast[:, 2]) * 1e6:.0f} us in its fastest quartile, "
+              f"{np.median(slow[:, 2]) * 1e6:.0f} us in its slowest; rank correlation {rho:.2f}")
+    rho = np.corrcoef(ranks(near[:, 0]), ranks(near[:, 1]))[0, 1]
+    print(f"rank correlation of the two probes: {rho:.2f}")
 
 
 if __name__ == "__main__":
