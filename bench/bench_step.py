@@ -512,8 +512,9 @@ def report(torch, peak, res, scaling, e2e, pairs, pairs_seconds, markdown):
           "slower (bench/bench_placement.py, bench/NOTES.md). 'L3 probe': median time per "
           "read of 262,144 random one-thread reads from an 8 MB buffer, timed in the same race "
           "(~1.65 ns while the buffer stays in the L3, ~8.9 ns from DRAM on this host): high "
-          "values mark minutes in which the host's other tenants evict the L3, where the "
-          "step's optimizer state waits between steps (bench/NOTES.md, seventh part). "
+          "values mark races in which the L3 did not keep it, evicted by the case's own "
+          "working set (wide's) or by the host's other tenants; there the step's optimizer "
+          "state, kept in the L3 between steps, is evicted too (bench/NOTES.md, seventh part). "
           "'agree': largest relative "
           "difference of the contenders' first-step losses from the same weights and batch.\n")
 
