@@ -66,12 +66,6 @@ Trainer::Trainer(Network& net, LossKind loss, OptimizerConfig opt, Regularizatio
   wb_.resize(static_cast<size_t>(batch_size_));
   dout_.resize(static_cast<size_t>(batch_size_ * O));
   if (updates_stats_) stats_before_.resize(static_cast<size_t>(n_stats_));
-  if (reg_.max_norm > 0.0) {
-    std::ptrdiff_t widest = 0;
-    for (const LayerSpec& s : net_.layers()) widest = std::max(widest, s.out);
-    max_norm_sums_.resize(static_cast<size_t>(widest));
-    max_norm_scale_.resize(static_cast<size_t>(widest));
-  }
   net_.reserve(batch_size_);
   std::ptrdiff_t trainable = 0;
   for (const OptimSlot& s : slots_) trainable += s.n;
@@ -338,7 +332,8 @@ void Trainer::add_penalty_grads() {
 
 void Trainer::apply_max_norm() {
   if (!(reg_.max_norm > 0.0)) return;
-  // The trainer's own buffers, grown once: a step allocates nothing.
+  // The trainer's own buffers, grown at the first step to the widest layer: later steps
+  // allocate nothing.
   for (const LayerSpec& s : net_.layers()) {
     if (!s.trainable) continue;
     float* W = net_.params() + s.w;

@@ -149,7 +149,7 @@ class Trainer {
   std::vector<float> shard_grads_;  // each shard's gradient, n_params per shard
   // The shard sum's squares per optimizer task, for the step's norm (without a penalty).
   std::vector<double> shard_sumsq_;
-  // apply_max_norm's column norms and scales (the widest layer's width).
+  // apply_max_norm's column norms and scales (grown to the widest trainable layer).
   std::vector<double> max_norm_sums_;
   std::vector<float> max_norm_scale_;
 };
