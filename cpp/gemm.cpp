@@ -62,6 +62,10 @@ struct Kernels {
   SmallTileToC small_to_c;  // may be null
   ColSums col_sums;          // may be null
   MicroKernelToC micro_pair_to_c;  // may be null: two adjacent full panels x one full strip
+  // may be null: the packed tiles the pair kernel does not take (microkernel_edge_to_c_avx512)
+  void (*micro_edge_to_c)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                          std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e,
+                          int rows, int cols) = nullptr;
   int small_to_c_cols = kNR;  // widest tile small_to_c takes, for tiles of few rows
 };
 
@@ -81,6 +85,7 @@ Kernels pick_kernels() {
 #ifdef FASTMLP_HAVE_AVX512_KERNEL
     if (avx512_slot().load(std::memory_order_relaxed)) {
       k.micro_pair_to_c = microkernel_pair_to_c_avx512;
+      k.micro_edge_to_c = microkernel_edge_to_c_avx512;
       k.small_to_c = small_tile_to_c_avx512;
       k.small_to_c_cols = kSmallWideCols;
     }
@@ -559,6 +564,17 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
         const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
         TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
                         ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
+        if (fused_store && kern.micro_edge_to_c) {
+          // Two panels at a time (the second may be partial), or the task's last panel alone.
+          const bool two = p + 1 < p_hi && i0 + kMR < M;
+          const int r = two ? int(std::min<std::ptrdiff_t>(2 * kMR, M - i0)) : rows;
+          const float* a = Ablk + p * kMR * kc;
+          float* c = C + i0 * ldc + j0;
+          if (r == 2 * kMR && cols == kNR) kern.micro_pair_to_c(kc, a, bs, c, ldc, ldc, te);
+          else kern.micro_edge_to_c(kc, a, bs, c, ldc, ldc, te, r, cols);
+          if (two) ++p;
+          continue;
+        }
         if (pairs && p + 1 < p_hi && i0 + 2 * kMR <= M) {
           kern.micro_pair_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
           ++p;

@@ -148,6 +148,12 @@ void microkernel_to_c_avx2(std::ptrdiff_t kc, const float* Ap, const float* Bp, 
 // from the first row) and one full strip: the same bits as two microkernel_to_c_avx2 calls.
 void microkernel_pair_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
                                   std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e);
+// Any other tile of the packed path whose epilogue the fused store takes: rows (1-12; rows 6-11
+// from the next packed panel) x cols (1-16) of a zero-padded strip. Same bits as
+// microkernel_avx2 + tile_store_avx2 or microkernel_to_c_avx2 on each of its panels.
+void microkernel_edge_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                                  std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e,
+                                  int rows, int cols);
 // small_tile_to_c_avx2 with one masked zmm per row (same bits). Takes tiles of up to
 // kSmallWideCols columns where the tile has at most kSmallWideMaxRows rows (gemm_direct).
 constexpr int kSmallWideCols = 64;

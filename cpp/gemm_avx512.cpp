@@ -345,6 +345,111 @@ void small_tile_to_c_avx512(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ar
   }
 }
 
+namespace {
+
+// The packed path's tiles that pair_to_c does not take, in one masked vector per row: a partial
+// strip (the right edge: N = 300 leaves 12 columns, N = 100 leaves 4), a lone panel, and a
+// partial panel (M = 200 leaves 8 rows after 16 pairs). R rows: rows 0-5 from panel p, rows 6-11
+// from panel p + 1 (next in the packed block, as in pair_to_c). The AVX2 kernels these replace
+// ran 6 rows x 2 ymm whatever the tile's size, with the sums through acc and tile_store's
+// lane-by-lane stores for a partial strip: edge tiles took 11% of an mnist step's samples for
+// ~9.5% of its tile work at full-tile counting. Here a strip of at most 8 columns runs in ymm
+// (one FMA pipe each on Zen 4, so twice the rows per cycle of zmm), and only R rows are summed.
+// The packed strip is zero-padded to kNR columns, so B loads whole vectors; C, bias and y go
+// through the column mask. Same bits as the AVX2 kernels: one accumulator per element, summed
+// over k ascending from zero by the same FMA, then C + acc, + bias, y = act(C).
+template <class L>
+inline typename L::V load_strip(const float* p);
+template <>
+inline __m512 load_strip<ZmmLanes>(const float* p) { return _mm512_loadu_ps(p); }
+template <>
+inline __m256 load_strip<YmmLanes>(const float* p) { return _mm256_loadu_ps(p); }
+
+template <Act kAct, bool kLastY, class L, int R>
+void edge_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
+               std::ptrdiff_t ldy, const TileEpilogue& e, __mmask16 m) {
+  using V = typename L::V;
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+  const float* A0 = Ap;
+  const float* A1 = Ap + kMR * kc;
+  V c[R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) c[r] = L::zero();
+  for (std::ptrdiff_t k = 0; k < kc; ++k) {
+    const V b = load_strip<L>(Bp);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r)
+      c[r] = L::fma(L::set1(r < kMR ? A0[r] : A1[r - kMR]), b, c[r]);
+    A0 += kMR;
+    A1 += kMR;
+    Bp += kNR;
+  }
+  const bool add_c = !e.first;
+  const float* bias = e.last ? e.bias : nullptr;
+  const V bv = bias ? L::load(m, bias) : L::zero();
+  const __m512 alpha = _mm512_set1_ps(e.alpha);
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    float* cr = C + r * ldc;
+    V v = c[r];
+    if (add_c) v = L::add(L::load(m, cr), v);
+    if (bias) v = L::add(v, bv);
+    L::store(cr, m, v);
+    if constexpr (kLastY) L::store(e.y + r * ldy, m, L::template act<kAct>(v, alpha));
+  }
+}
+
+template <Act kAct, bool kLastY, class L>
+void edge_rows(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
+               std::ptrdiff_t ldy, const TileEpilogue& e, int rows, __mmask16 m) {
+  const auto f = [&](auto r) {
+    edge_to_c<kAct, kLastY, L, decltype(r)::value>(kc, Ap, Bp, C, ldc, ldy, e, m);
+  };
+  switch (rows) {
+    case 12: f(std::integral_constant<int, 12>{}); return;
+    case 11: f(std::integral_constant<int, 11>{}); return;
+    case 10: f(std::integral_constant<int, 10>{}); return;
+    case 9: f(std::integral_constant<int, 9>{}); return;
+    case 8: f(std::integral_constant<int, 8>{}); return;
+    case 7: f(std::integral_constant<int, 7>{}); return;
+    case 6: f(std::integral_constant<int, 6>{}); return;
+    case 5: f(std::integral_constant<int, 5>{}); return;
+    case 4: f(std::integral_constant<int, 4>{}); return;
+    case 3: f(std::integral_constant<int, 3>{}); return;
+    case 2: f(std::integral_constant<int, 2>{}); return;
+    default: f(std::integral_constant<int, 1>{}); return;
+  }
+}
+
+template <Act kAct, bool kLastY>
+void edge_lanes(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
+                std::ptrdiff_t ldy, const TileEpilogue& e, int rows, int cols) {
+  const __mmask16 m = static_cast<__mmask16>(cols >= kNR ? 0xFFFFu : (1u << cols) - 1u);
+  if (cols <= 8) edge_rows<kAct, kLastY, YmmLanes>(kc, Ap, Bp, C, ldc, ldy, e, rows, m);
+  else edge_rows<kAct, kLastY, ZmmLanes>(kc, Ap, Bp, C, ldc, ldy, e, rows, m);
+}
+
+}  // namespace
+
+void microkernel_edge_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
+                                  std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e,
+                                  int rows, int cols) {
+  if (!(e.last && e.y)) {
+    edge_lanes<Act::identity, false>(kc, Ap, Bp, C, ldc, ldy, e, rows, cols);
+    return;
+  }
+  switch (e.act) {
+    case Act::relu: edge_lanes<Act::relu, true>(kc, Ap, Bp, C, ldc, ldy, e, rows, cols); return;
+    case Act::leaky_relu:
+      edge_lanes<Act::leaky_relu, true>(kc, Ap, Bp, C, ldc, ldy, e, rows, cols);
+      return;
+    default:  // identity only: run_tiles sends no other activation with y
+      edge_lanes<Act::identity, true>(kc, Ap, Bp, C, ldc, ldy, e, rows, cols);
+      return;
+  }
+}
+
 void microkernel_pair_to_c_avx512(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
                                   std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e) {
   if (!(e.last && e.y)) { pair_to_c<Act::identity, false>(kc, Ap, Bp, C, ldc, ldy, e); return; }

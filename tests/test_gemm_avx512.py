@@ -4,7 +4,8 @@ compares every output bit for bit. The packed path's pair kernel: shapes that br
 (an odd panel left over, a partial last panel, a partial or odd strip) and K over several
 k-blocks. The direct path's tile: every column count of a tile (1-16, and 17 = 16 + 1), row
 counts that leave each remainder group (12, 8, 4, 2, 1), and K over several k-blocks (the
-accumulate-into-C store)."""
+accumulate-into-C store). The packed path's edge kernel: every row remainder of a pair of
+panels (1-12) and every column count of a strip (1-16)."""
 from __future__ import annotations
 
 import os
@@ -59,6 +60,36 @@ def test_pair_kernel_gives_the_avx2_bits(B, I, O, act, threads):
     with num_threads(threads):
         (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act, alpha=alpha))
         g0, g1 = both(lambda: K.dense_backward(dy, x, W, z0, act, alpha=alpha))
+    np.testing.assert_array_equal(z1, z0, err_msg="z")
+    np.testing.assert_array_equal(y1, y0, err_msg="y")
+    for name, a, c in zip(("dx", "dW", "db"), g0, g1):
+        np.testing.assert_array_equal(c, a, err_msg=name)
+
+
+# The packed path's edge kernel (rows x cols tiles the pair kernel does not take): B = 24 + r
+# leaves r = 1-11 rows after two pairs (a lone full panel at 30, a full panel + partial at
+# 31-35) and 0 at 24; O = 32 + c leaves c = 1-16 columns (1-8 in ymm, 9-15 masked zmm, 16 a
+# full strip). Each dW turns I into the row count, so I takes remainders too. K over one and
+# two k-blocks.
+EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(1, 17)]
+
+
+@needs_avx512
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu"])
+@pytest.mark.parametrize("B,I,O", EDGE_SHAPES)
+def test_edge_kernel_gives_the_avx2_bits(B, I, O, act, threads):
+    rng = np.random.default_rng(B * 104729 + I * 131 + O)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    W = (rng.standard_normal((I, O)) / np.sqrt(I)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    alpha = 0.1 if act == "leaky_relu" else None
+    with num_threads(threads):
+        (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act, alpha=alpha))
+        g0, g1 = both(lambda: K.dense_backward(dy, x, W, z0, act, alpha=alpha))
+    # The AVX2 side is itself checked against NumPy elsewhere; here, that the case is real.
+    np.testing.assert_allclose(z0, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(z1, z0, err_msg="z")
     np.testing.assert_array_equal(y1, y0, err_msg="y")
     for name, a, c in zip(("dx", "dW", "db"), g0, g1):
