@@ -3,13 +3,16 @@ bits: a frozen layer evaluated in a 1024-row predict batch (packed) and in a 50-
 batch (direct) must agree exactly, or cached and uncached training would drift apart."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
+import fastmlp
 from fastmlp import kernels as K
 from fastmlp import reference as R
 
-from helpers import available_isas, direct_limit, isa, num_threads
+from helpers import available_isas, direct_limit, isa, num_threads, setting
 
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
@@ -68,3 +71,41 @@ def test_one_thread_direct_range_matches_threaded_packed(B, I, O):
                                R.dense_backward(dy, x, W, z_ref, "relu")):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
                                    err_msg=name)
+
+
+def kernel_sets():
+    """The packed path's kernel sets this CPU can run: AVX2's, and AVX2's with the AVX-512 tiles."""
+    sets = [(name, False) for name in available_isas()]
+    if fastmlp._core.cpu_has_avx2_fma() and fastmlp._core.cpu_has_avx512f():
+        sets.append(("avx2_fma", True))
+    return sets
+
+
+# The packed path's edge tiles (cpp/gemm_avx2.cpp and gemm_avx512.cpp: edge_to_c) against the
+# direct path's: B = 24 + r leaves every row remainder r = 0-11 after two pairs of panels, O =
+# 32 + c every strip width c = 1-16 (1-8 take two panels at once), I (the rows of dW) others.
+EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(1, 17)]
+
+
+@pytest.mark.parametrize("kernels", kernel_sets(), ids=lambda k: k[0] + ("+avx512" if k[1] else ""))
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu"])
+@pytest.mark.parametrize("B,I,O", EDGE_SHAPES)
+def test_packed_edge_tiles_match_the_direct_path(B, I, O, act, kernels):
+    isa_name, avx512 = kernels
+    rng = np.random.default_rng(B * 7 + I * 13 + O)
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    W = rng.standard_normal((I, O)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    dy = rng.standard_normal((B, O)).astype(np.float32)
+    core = fastmlp._core
+    switch = (setting(core.gemm_avx512_enabled, core._set_gemm_avx512, avx512)
+              if core.cpu_has_avx512f() and core.cpu_has_avx2_fma() else contextlib.nullcontext())
+    with isa(isa_name), switch:
+        for threads in (1, 2):
+            with num_threads(threads):
+                (yp, zp), (yd, zd) = both_paths(lambda: K.dense_forward(x, W, b, act))
+                gp, gd = both_paths(lambda: K.dense_backward(dy, x, W, zp, act))
+            np.testing.assert_array_equal(zp, zd, err_msg="z")
+            np.testing.assert_array_equal(yp, yd, err_msg="y")
+            for name, d, p in zip(("dx", "dW", "db"), gd, gp):
+                np.testing.assert_array_equal(p, d, err_msg=name)
