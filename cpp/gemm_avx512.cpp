@@ -81,6 +81,26 @@ void pair_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, st
   }
 }
 
+// f(std::integral_constant<int, n>{}) for a row count n of 1-12 (below 1 as 1): the kernels
+// keep one accumulator per row in registers, so the count must be a compile-time constant.
+template <class F>
+[[gnu::always_inline]] inline void with_row_count(int n, F&& f) {
+  switch (n) {
+    case 12: f(std::integral_constant<int, 12>{}); break;
+    case 11: f(std::integral_constant<int, 11>{}); break;
+    case 10: f(std::integral_constant<int, 10>{}); break;
+    case 9: f(std::integral_constant<int, 9>{}); break;
+    case 8: f(std::integral_constant<int, 8>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
+
 // relu'(z) = (z > 0) as 1.0 or 0.0 (0.0 for NaN), the factor of dz_row's product.
 inline __m512 relu_grad512(__m512 z) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ),
@@ -207,20 +227,7 @@ void small_to_c(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ars, std::ptrd
   int r = 0;
   for (int gi = 0; gi < n_groups; ++gi) {
     const int g = (rows - r) / (n_groups - gi);  // the larger groups last
-    switch (g) {
-      case 12: group(std::integral_constant<int, 12>{}, r); break;
-      case 11: group(std::integral_constant<int, 11>{}, r); break;
-      case 10: group(std::integral_constant<int, 10>{}, r); break;
-      case 9: group(std::integral_constant<int, 9>{}, r); break;
-      case 8: group(std::integral_constant<int, 8>{}, r); break;
-      case 7: group(std::integral_constant<int, 7>{}, r); break;
-      case 6: group(std::integral_constant<int, 6>{}, r); break;
-      case 5: group(std::integral_constant<int, 5>{}, r); break;
-      case 4: group(std::integral_constant<int, 4>{}, r); break;
-      case 3: group(std::integral_constant<int, 3>{}, r); break;
-      case 2: group(std::integral_constant<int, 2>{}, r); break;
-      default: group(std::integral_constant<int, 1>{}, r); break;
-    }
+    with_row_count(g, [&](auto n) { group(n, r); });
     r += g;
   }
 }
@@ -406,20 +413,7 @@ void edge_rows(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, st
   const auto f = [&](auto r) {
     edge_to_c<kAct, kLastY, L, decltype(r)::value>(kc, Ap, Bp, C, ldc, ldy, e, m);
   };
-  switch (rows) {
-    case 12: f(std::integral_constant<int, 12>{}); return;
-    case 11: f(std::integral_constant<int, 11>{}); return;
-    case 10: f(std::integral_constant<int, 10>{}); return;
-    case 9: f(std::integral_constant<int, 9>{}); return;
-    case 8: f(std::integral_constant<int, 8>{}); return;
-    case 7: f(std::integral_constant<int, 7>{}); return;
-    case 6: f(std::integral_constant<int, 6>{}); return;
-    case 5: f(std::integral_constant<int, 5>{}); return;
-    case 4: f(std::integral_constant<int, 4>{}); return;
-    case 3: f(std::integral_constant<int, 3>{}); return;
-    case 2: f(std::integral_constant<int, 2>{}); return;
-    default: f(std::integral_constant<int, 1>{}); return;
-  }
+  with_row_count(rows, f);
 }
 
 template <Act kAct, bool kLastY>

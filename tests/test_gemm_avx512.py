@@ -51,7 +51,13 @@ def both(fn, limit=0):
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("B,I,O", SHAPES)
 def test_pair_kernel_gives_the_avx2_bits(B, I, O, act, threads):
-    rng = np.random.default_rng(B * 7919 + I * 31 + O)
+    packed_bits_on_and_off(B, I, O, act, threads, seed=B * 7919 + I * 31 + O)
+
+
+def packed_bits_on_and_off(B, I, O, act, threads, seed):
+    """dense_forward and dense_backward on packed GEMMs, AVX-512 kernels on against off: every
+    output bit equal. Returns x, W, b and the forward's z (kernels off) for further checks."""
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, I)).astype(np.float32)
     W = (rng.standard_normal((I, O)) / np.sqrt(I)).astype(np.float32)
     b = rng.standard_normal(O).astype(np.float32)
@@ -64,6 +70,7 @@ def test_pair_kernel_gives_the_avx2_bits(B, I, O, act, threads):
     np.testing.assert_array_equal(y1, y0, err_msg="y")
     for name, a, c in zip(("dx", "dW", "db"), g0, g1):
         np.testing.assert_array_equal(c, a, err_msg=name)
+    return x, W, b, z0
 
 
 # The packed path's edge kernel (rows x cols tiles the pair kernel does not take): B = 24 + r
@@ -79,21 +86,9 @@ EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu"])
 @pytest.mark.parametrize("B,I,O", EDGE_SHAPES)
 def test_edge_kernel_gives_the_avx2_bits(B, I, O, act, threads):
-    rng = np.random.default_rng(B * 104729 + I * 131 + O)
-    x = rng.standard_normal((B, I)).astype(np.float32)
-    W = (rng.standard_normal((I, O)) / np.sqrt(I)).astype(np.float32)
-    b = rng.standard_normal(O).astype(np.float32)
-    dy = rng.standard_normal((B, O)).astype(np.float32)
-    alpha = 0.1 if act == "leaky_relu" else None
-    with num_threads(threads):
-        (y0, z0), (y1, z1) = both(lambda: K.dense_forward(x, W, b, act, alpha=alpha))
-        g0, g1 = both(lambda: K.dense_backward(dy, x, W, z0, act, alpha=alpha))
+    x, W, b, z = packed_bits_on_and_off(B, I, O, act, threads, seed=B * 104729 + I * 131 + O)
     # The AVX2 side is itself checked against NumPy elsewhere; here, that the case is real.
-    np.testing.assert_allclose(z0, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(z1, z0, err_msg="z")
-    np.testing.assert_array_equal(y1, y0, err_msg="y")
-    for name, a, c in zip(("dx", "dW", "db"), g0, g1):
-        np.testing.assert_array_equal(c, a, err_msg=name)
+    np.testing.assert_allclose(z, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-4)
 
 
 DIRECT = 1 << 40
