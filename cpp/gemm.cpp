@@ -62,7 +62,7 @@ struct Kernels {
   SmallTileToC small_to_c;  // may be null
   ColSums col_sums;          // may be null
   MicroKernelToC micro_pair_to_c;  // may be null: two adjacent full panels x one full strip
-  // may be null: the packed tiles the pair kernel does not take (microkernel_edge_to_c_avx512)
+  // null unless micro_pair_to_c is set: the packed tiles it does not take (_edge_to_c_avx512)
   void (*micro_edge_to_c)(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C,
                           std::ptrdiff_t ldc, std::ptrdiff_t ldy, const TileEpilogue& e,
                           int rows, int cols) = nullptr;
@@ -557,15 +557,15 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
       const std::ptrdiff_t j0 = j_base + sidx * kNR;
       const int cols = int(std::min<std::ptrdiff_t>(kNR, N - j0));
       const float* bs = Bblk + sidx * kNR * kc;
-      // Two full panels at a time where the CPU has the pair kernel (same bits).
-      const bool pairs = fused_store && kern.micro_pair_to_c && cols == kNR;
       for (std::ptrdiff_t p = p_lo; p < p_hi; ++p) {
         const std::ptrdiff_t i0 = i_base + p * kMR;
         const int rows = int(std::min<std::ptrdiff_t>(kMR, M - i0));
         TileEpilogue te{first, last, ep.bias ? ep.bias + j0 : nullptr,
                         ep.y ? ep.y + i0 * ldc + j0 : nullptr, ep.act, ep.alpha};
         if (fused_store && kern.micro_edge_to_c) {
-          // Two panels at a time (the second may be partial), or the task's last panel alone.
+          // AVX-512 (the edge kernel comes with the pair kernel): two full panels x a full
+          // strip to the pair kernel, every other tile to the edge kernel, two panels at a time
+          // (the second may be partial) or the task's last panel alone. Same bits as AVX2.
           const bool two = p + 1 < p_hi && i0 + kMR < M;
           const int r = two ? int(std::min<std::ptrdiff_t>(2 * kMR, M - i0)) : rows;
           const float* a = Ablk + p * kMR * kc;
@@ -573,11 +573,6 @@ void run_tiles(const Kernels& kern, const Epilogue& ep, std::ptrdiff_t K, std::p
           if (r == 2 * kMR && cols == kNR) kern.micro_pair_to_c(kc, a, bs, c, ldc, ldc, te);
           else kern.micro_edge_to_c(kc, a, bs, c, ldc, ldc, te, r, cols);
           if (two) ++p;
-          continue;
-        }
-        if (pairs && p + 1 < p_hi && i0 + 2 * kMR <= M) {
-          kern.micro_pair_to_c(kc, Ablk + p * kMR * kc, bs, C + i0 * ldc + j0, ldc, ldc, te);
-          ++p;
           continue;
         }
         if (fused_store && rows == kMR && cols == kNR) {
