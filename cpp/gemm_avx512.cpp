@@ -43,44 +43,6 @@ inline __m512 exact_act512(__m512 v, __m512 alpha) {
   }
 }
 
-template <Act kAct, bool kLastY>
-void pair_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
-               std::ptrdiff_t ldy, const TileEpilogue& e) {
-  for (int r = 0; r < kRows; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + kNR - 1), _MM_HINT_T0);
-  }
-  const float* A0 = Ap;             // rows 0-5: panel p
-  const float* A1 = Ap + kMR * kc;  // rows 6-11: panel p + 1, next in the packed block
-  __m512 c[kRows];
-#pragma GCC unroll 12
-  for (int r = 0; r < kRows; ++r) c[r] = _mm512_setzero_ps();
-  for (std::ptrdiff_t k = 0; k < kc; ++k) {
-    const __m512 b = _mm512_loadu_ps(Bp);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(A0[r]), b, c[r]);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r)
-      c[kMR + r] = _mm512_fmadd_ps(_mm512_set1_ps(A1[r]), b, c[kMR + r]);
-    A0 += kMR;
-    A1 += kMR;
-    Bp += kNR;
-  }
-  const bool add_c = !e.first;
-  const float* bias = e.last ? e.bias : nullptr;
-  const __m512 bv = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-  const __m512 alpha = _mm512_set1_ps(e.alpha);
-#pragma GCC unroll 12
-  for (int r = 0; r < kRows; ++r) {
-    float* cr = C + r * ldc;
-    __m512 v = c[r];
-    if (add_c) v = _mm512_add_ps(_mm512_loadu_ps(cr), v);
-    if (bias) v = _mm512_add_ps(v, bv);
-    _mm512_storeu_ps(cr, v);
-    if constexpr (kLastY) _mm512_storeu_ps(e.y + r * ldy, exact_act512<kAct>(v, alpha));
-  }
-}
-
 // f(std::integral_constant<int, n>{}) for a row count n of 1-12 (below 1 as 1): the kernels
 // keep one accumulator per row in registers, so the count must be a compile-time constant.
 template <class F>
@@ -116,6 +78,8 @@ struct ZmmLanes {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(float* p, __mmask16 m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
@@ -136,6 +100,8 @@ struct YmmLanes {
   static void store(float* p, __mmask16 m, V v) {
     _mm512_mask_storeu_ps(p, m, _mm512_castps256_ps512(v));  // m has no lane above 7
   }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
@@ -354,37 +320,34 @@ void small_tile_to_c_avx512(std::ptrdiff_t kc, const float* A, std::ptrdiff_t ar
 
 namespace {
 
-// The packed path's tiles that pair_to_c does not take, in one masked vector per row: a partial
-// strip (the right edge: N = 300 leaves 12 columns, N = 100 leaves 4), a lone panel, and a
-// partial panel (M = 200 leaves 8 rows after 16 pairs). R rows: rows 0-5 from panel p, rows 6-11
-// from panel p + 1 (next in the packed block, as in pair_to_c). The AVX2 kernels these replace
-// ran 6 rows x 2 ymm whatever the tile's size, with the sums through acc and tile_store's
-// lane-by-lane stores for a partial strip: edge tiles took 11% of an mnist step's samples for
-// ~9.5% of its tile work at full-tile counting. Here a strip of at most 8 columns runs in ymm
-// (one FMA pipe each on Zen 4, so twice the rows per cycle of zmm), and only R rows are summed.
-// The packed strip is zero-padded to kNR columns, so B loads whole vectors; C, bias and y go
-// through the column mask. Same bits as the AVX2 kernels: one accumulator per element, summed
-// over k ascending from zero by the same FMA, then C + acc, + bias, y = act(C).
-template <class L>
-inline typename L::V load_strip(const float* p);
-template <>
-inline __m512 load_strip<ZmmLanes>(const float* p) { return _mm512_loadu_ps(p); }
-template <>
-inline __m256 load_strip<YmmLanes>(const float* p) { return _mm256_loadu_ps(p); }
-
-template <Act kAct, bool kLastY, class L, int R>
-void edge_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
+// Every packed tile of the fused store, one vector per row: R rows, rows 0-5 from panel p and
+// rows 6-11 from panel p + 1 (next in the packed block). kFull: two full panels x a full
+// 16-column strip (the pair kernel), with plain loads and stores. Otherwise an edge tile: a
+// partial strip (the right edge: N = 300 leaves 12 columns, N = 100 leaves 4), a lone panel or
+// a partial one (M = 200 leaves 8 rows after 16 pairs), with C, bias and y through the column
+// mask m; the packed strip is zero-padded to kNR columns, so B loads whole vectors. A strip of
+// at most 8 columns runs in ymm (one FMA pipe each on Zen 4: twice the rows per cycle of zmm).
+// The AVX2 kernels ran such tiles as 6 rows x 2 ymm per panel whatever their size: 1.12M FMA
+// slots per mnist step where these need 0.97M. Same bits as the AVX2 kernels: one accumulator
+// per element, summed over k ascending from zero by the same FMA, then C + acc, + bias, act.
+template <Act kAct, bool kLastY, class L, int R, bool kFull>
+void rows_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
                std::ptrdiff_t ldy, const TileEpilogue& e, __mmask16 m) {
   using V = typename L::V;
+  static_assert(!kFull || R == kRows, "a full tile is two full panels");
 #pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+  for (int r = 0; r < R; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    if constexpr (kFull)
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + kNR - 1), _MM_HINT_T0);
+  }
   const float* A0 = Ap;
   const float* A1 = Ap + kMR * kc;
   V c[R];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) c[r] = L::zero();
   for (std::ptrdiff_t k = 0; k < kc; ++k) {
-    const V b = load_strip<L>(Bp);
+    const V b = L::loadu(Bp);
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r)
       c[r] = L::fma(L::set1(r < kMR ? A0[r] : A1[r - kMR]), b, c[r]);
@@ -392,26 +355,37 @@ void edge_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, st
     A1 += kMR;
     Bp += kNR;
   }
+  const auto load = [m](const float* p) { return kFull ? L::loadu(p) : L::load(m, p); };
+  const auto store = [m](float* p, V v) {
+    if constexpr (kFull) L::storeu(p, v);
+    else L::store(p, m, v);
+  };
   const bool add_c = !e.first;
   const float* bias = e.last ? e.bias : nullptr;
-  const V bv = bias ? L::load(m, bias) : L::zero();
+  const V bv = bias ? load(bias) : L::zero();
   const __m512 alpha = _mm512_set1_ps(e.alpha);
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
     float* cr = C + r * ldc;
     V v = c[r];
-    if (add_c) v = L::add(L::load(m, cr), v);
+    if (add_c) v = L::add(load(cr), v);
     if (bias) v = L::add(v, bv);
-    L::store(cr, m, v);
-    if constexpr (kLastY) L::store(e.y + r * ldy, m, L::template act<kAct>(v, alpha));
+    store(cr, v);
+    if constexpr (kLastY) store(e.y + r * ldy, L::template act<kAct>(v, alpha));
   }
+}
+
+template <Act kAct, bool kLastY>
+void pair_to_c(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
+               std::ptrdiff_t ldy, const TileEpilogue& e) {
+  rows_to_c<kAct, kLastY, ZmmLanes, kRows, true>(kc, Ap, Bp, C, ldc, ldy, e, 0xFFFF);
 }
 
 template <Act kAct, bool kLastY, class L>
 void edge_rows(std::ptrdiff_t kc, const float* Ap, const float* Bp, float* C, std::ptrdiff_t ldc,
                std::ptrdiff_t ldy, const TileEpilogue& e, int rows, __mmask16 m) {
   const auto f = [&](auto r) {
-    edge_to_c<kAct, kLastY, L, decltype(r)::value>(kc, Ap, Bp, C, ldc, ldy, e, m);
+    rows_to_c<kAct, kLastY, L, decltype(r)::value, false>(kc, Ap, Bp, C, ldc, ldy, e, m);
   };
   with_row_count(rows, f);
 }

@@ -11,6 +11,13 @@ import fastmlp
 # the 144/256 cache blocks.
 ODD_SIZES = (1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 257)
 
+# (B, I, O) for the packed GEMM's edge tiles (the tiles its 12 x 16 pair kernel does not take):
+# B = 24 + r leaves every row remainder r = 0-11 after two pairs of 6-row panels (a lone full
+# panel at 30, a full panel + a partial one at 31-35); O = 32 + c every strip width c = 1-16
+# (1-8 in ymm, 16 a full strip). dW turns I into the row count, so I takes remainders too; K
+# spans one and two k-blocks.
+EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(1, 17)]
+
 
 def assert_close(actual, expected, rtol=1e-5, atol=1e-6, name="result"):
     """Fails through pytest with the worst element, its index and both values."""

@@ -19,7 +19,7 @@ import fastmlp
 from fastmlp import _core
 from fastmlp import kernels as K
 
-from helpers import direct_limit, isa, num_threads, setting
+from helpers import EDGE_SHAPES, direct_limit, isa, num_threads, setting
 
 HAVE = _core.cpu_has_avx512f() and _core.cpu_has_avx2_fma()
 needs_avx512 = pytest.mark.skipif(not HAVE, reason="this CPU has no AVX-512F")
@@ -71,14 +71,6 @@ def packed_bits_on_and_off(B, I, O, act, threads, seed):
     for name, a, c in zip(("dx", "dW", "db"), g0, g1):
         np.testing.assert_array_equal(c, a, err_msg=name)
     return x, W, b, z0
-
-
-# The packed path's edge kernel (rows x cols tiles the pair kernel does not take): B = 24 + r
-# leaves r = 1-11 rows after two pairs (a lone full panel at 30, a full panel + partial at
-# 31-35) and 0 at 24; O = 32 + c leaves c = 1-16 columns (1-8 in ymm, 9-15 masked zmm, 16 a
-# full strip). Each dW turns I into the row count, so I takes remainders too. K over one and
-# two k-blocks.
-EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(1, 17)]
 
 
 @needs_avx512

@@ -12,7 +12,7 @@ import fastmlp
 from fastmlp import kernels as K
 from fastmlp import reference as R
 
-from helpers import available_isas, direct_limit, isa, num_threads, setting
+from helpers import EDGE_SHAPES, available_isas, direct_limit, isa, num_threads, setting
 
 ACTS = ["identity", "relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu"]
 SHAPES = [(1, 1, 1), (3, 17, 2), (7, 8, 9), (50, 1, 50), (50, 50, 10), (50, 10, 1),
@@ -81,12 +81,8 @@ def kernel_sets():
     return sets
 
 
-# The packed path's edge tiles (cpp/gemm_avx2.cpp and gemm_avx512.cpp: edge_to_c) against the
-# direct path's: B = 24 + r leaves every row remainder r = 0-11 after two pairs of panels, O =
-# 32 + c every strip width c = 1-16 (1-8 take two panels at once), I (the rows of dW) others.
-EDGE_SHAPES = [(24 + (c % 12), (7, 400, 43, 391)[c % 4], 32 + c) for c in range(1, 17)]
-
-
+# The packed path's edge tiles (AVX2's 6 x 16 kernels, or gemm_avx512.cpp's rows_to_c) against
+# the direct path's, on every kernel set; shapes: helpers.EDGE_SHAPES.
 @pytest.mark.parametrize("kernels", kernel_sets(), ids=lambda k: k[0] + ("+avx512" if k[1] else ""))
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu"])
 @pytest.mark.parametrize("B,I,O", EDGE_SHAPES)
